@@ -1,0 +1,125 @@
+"""Canonical events: what a provider webhook means, independent of who sent it.
+
+A normaliser turns one raw envelope into exactly one `CanonicalEvent` (or an
+`Unrecognised` with the reason, for the quarantine). The event carries its subject,
+the status it asserts (None: history only), and the *ordering facts* the provider gave
+(attempt, precedence class, provider time, lifecycle rank) from which the fold derives a
+total order that does not depend on arrival.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from statemachines.envelope import RawEnvelope
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Subject:
+    provider: str
+    kind: str
+    id: str
+
+    @property
+    def key(self) -> str:
+        """Stable string key: Kafka message key, table key, URL path."""
+        return f"{self.provider}/{self.kind}/{self.id}"
+
+
+# Precedence classes (design.md §5.3): manual decision > automatic final decision >
+# terminal-without-decision (expired/canceled) > automatic preliminary result > progress.
+# A resubmission opens a new attempt, which outranks every class of older attempts.
+PROGRESS = 1
+PRELIMINARY = 2
+TERMINAL = 3
+AUTO_DECISION = 4
+MANUAL_DECISION = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """The provider's own ordering information for one event.
+
+    attempt: explicit attempt key (iDenfy `startTime`; 0 where a provider has no attempts),
+      or None when the provider gives none and arrival decides (IDWise: the attempt open
+      when the event arrives; `opens_attempt` starts the next one).
+    klass: precedence class (above) or the lifecycle tier for ladder kinds.
+    time: provider timestamp as an integer (Ondato createdUtc ticks, epoch seconds, an
+      AML version number), 0 if none.
+    rank: lifecycle position among events of the same class and time.
+    """
+
+    klass: int
+    time: int = 0
+    rank: int = 0
+    attempt: int | None = 0
+    opens_attempt: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CanonicalEvent:
+    subject: Subject
+    event_type: str  # the provider's name for it: header value, `type` or `event`
+    status: str | None  # canonical status asserted; None = lands in history only
+    order: Order
+    dedup_key: str
+    offset: int
+    received_at: str
+    final: bool = False
+    decided_by: str | None = None  # "auto" | "manual" | None
+    provider_status: str | None = None
+    reasons: tuple[str, ...] = ()
+    parent: Subject | None = None  # a kyb_document's KYB
+    note: str | None = None  # why a history-only event carries no status
+    recognised: bool = True  # False: an event type we do not know yet (kept in history)
+
+
+@dataclass(frozen=True, slots=True)
+class Unrecognised:
+    """An envelope the core cannot read; it goes to the quarantine, with the reason."""
+
+    provider: str
+    reason: str
+    offset: int
+    dedup_key: str
+    event_type: str | None = None
+
+
+Normalised = CanonicalEvent | Unrecognised
+
+
+def unrecognised(env: RawEnvelope, reason: str, event_type: str | None = None) -> Unrecognised:
+    return Unrecognised(env.provider, reason, env.offset, env.dedup_key, event_type)
+
+
+def event(
+    env: RawEnvelope,
+    kind: str,
+    subject_id: str,
+    event_type: str,
+    status: str | None,
+    order: Order,
+    **facts: object,
+) -> CanonicalEvent:
+    """A canonical event for `env`; `facts` are the optional CanonicalEvent fields."""
+    return CanonicalEvent(
+        subject=Subject(env.provider, kind, subject_id),
+        event_type=event_type,
+        status=status,
+        order=order,
+        dedup_key=env.dedup_key,
+        offset=env.offset,
+        received_at=env.received_at,
+        **facts,  # type: ignore[arg-type]  # keyword names are checked by the dataclass
+    )
+
+
+def history(
+    env: RawEnvelope, kind: str, subject_id: str, event_type: str, note: str,
+    *, recognised: bool = True, provider_status: str | None = None,
+) -> CanonicalEvent:
+    """An event that carries no status but belongs in the subject's history."""
+    return event(
+        env, kind, subject_id, event_type, None, Order(klass=0),
+        note=note, recognised=recognised, provider_status=provider_status,
+    )

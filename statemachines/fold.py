@@ -1,0 +1,247 @@
+"""The fold: (subject state, canonical event) -> (new state, what happened).
+
+Why the result does not depend on arrival order: every event gets a precedence key
+`(absorbing, attempt, class, provider time, lifecycle rank, log offset)` and the status
+is always that of the greatest key seen — a maximum, which is commutative, associative
+and idempotent. Dedup by delivery key makes duplicates no-ops. The log offset is the
+last-resort tiebreak between events the provider's data does not order (two manual
+decisions of one iDenfy attempt, IDWise events of one lifecycle step); everything else
+in the key comes from the providers. Counters are set functions too: `version` counts
+distinct events, `attempt` counts distinct attempt keys, `updated_at` is the latest
+receive time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from bisect import bisect_left, insort
+from dataclasses import dataclass, replace
+from typing import Any
+
+from statemachines.events import CanonicalEvent, Subject
+from statemachines.machines import lifecycle
+
+Key = tuple[int, int, int, int, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectState:
+    """Everything known about one subject; also its projection row."""
+
+    subject: Subject
+    status: str | None = None
+    final: bool = False
+    decided_by: str | None = None
+    attempt: int = 0  # 1, 2 … for the attempt the current status belongs to; 0: none yet
+    provider_status: str | None = None
+    reasons: tuple[str, ...] = ()
+    version: int = 0
+    updated_at: str | None = None
+    cause_event: str | None = None
+    cause_offset: int | None = None
+    parent: Subject | None = None
+    winner: Key | None = None  # precedence key of the event that set the status
+    attempt_keys: tuple[int, ...] = ()  # distinct attempt keys of status-bearing events
+    seen: bytes = b""  # 8-byte digests of the dedup keys folded in (compact dedup set)
+
+    def public(self) -> dict[str, Any]:
+        """The projection as plain JSON-safe data (API, status topic, verifications row)."""
+        return {
+            "provider": self.subject.provider,
+            "kind": self.subject.kind,
+            "id": self.subject.id,
+            "status": self.status,
+            "final": self.final,
+            "decided_by": self.decided_by,
+            "attempt": self.attempt,
+            "provider_status": self.provider_status,
+            "reasons": list(self.reasons),
+            "version": self.version,
+            "updated_at": self.updated_at,
+            "cause_event": self.cause_event,
+            "cause_offset": self.cause_offset,
+            "parent_kind": self.parent.kind if self.parent else None,
+            "parent_id": self.parent.id if self.parent else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A change of the subject's status or decision, with the event that caused it."""
+
+    subject: Subject
+    version: int
+    from_status: str | None
+    to_status: str
+    trigger: str
+    attempt: int
+    final: bool
+    decided_by: str | None
+    event_type: str
+    dedup_key: str
+    offset: int
+    received_at: str
+    provider_status: str | None
+    reasons: tuple[str, ...]
+
+
+# Why an event changed no status.
+DUPLICATE = "duplicate"  # the same delivery was folded in before
+LATE = "late"  # outranked by an event of the same attempt already applied
+SUPERSEDED = "superseded"  # belongs to an older attempt, or the subject was deleted
+UNCHANGED = "unchanged"  # won precedence but asserts what is already recorded
+HISTORY = "history"  # carries no status (data update, step, AML review …)
+UNKNOWN = "unknown"  # an event type we do not know yet; kept for replay after a fix
+ILLEGAL = "illegal"  # the lifecycle table has no such step (a bug; never for valid data)
+
+
+@dataclass(frozen=True, slots=True)
+class Annotation:
+    subject: Subject
+    version: int
+    kind: str
+    reason: str
+    event_type: str
+    dedup_key: str
+    offset: int
+    received_at: str
+
+
+Effect = Transition | Annotation
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    state: SubjectState
+    effect: Effect
+
+    @property
+    def status_changed(self) -> bool:
+        return isinstance(self.effect, Transition)
+
+
+def initial(subject: Subject) -> SubjectState:
+    return SubjectState(subject=subject)
+
+
+def fold(state: SubjectState | None, event: CanonicalEvent) -> Outcome:
+    """Apply one canonical event to its subject's state. Pure and total."""
+    state = state if state is not None else initial(event.subject)
+    digest = hashlib.blake2b(event.dedup_key.encode(), digest_size=8).digest()
+    if _seen(state.seen, digest):
+        return Outcome(state, _note(state, event, DUPLICATE, "this delivery was already applied"))
+    state = replace(
+        state,
+        seen=state.seen + digest,
+        version=state.version + 1,
+        updated_at=max(state.updated_at or "", event.received_at),
+        parent=state.parent or event.parent,
+    )
+    if event.status is None:
+        kind = HISTORY if event.recognised else UNKNOWN
+        return Outcome(state, _note(state, event, kind, event.note or "carries no status"))
+    return _contend(state, event)
+
+
+def _contend(state: SubjectState, event: CanonicalEvent) -> Outcome:
+    assert event.status is not None
+    cycle = lifecycle(event.subject.kind)
+    attempt_key = _attempt_key(state, event)
+    if attempt_key not in state.attempt_keys:
+        keys = list(state.attempt_keys)
+        insort(keys, attempt_key)
+        state = replace(state, attempt_keys=tuple(keys))
+        if state.winner is not None:  # an earlier attempt surfaced late: renumber
+            state = replace(state, attempt=bisect_left(keys, state.winner[1]) + 1)
+    key: Key = (
+        int(event.status in cycle.absorbing),
+        attempt_key,
+        event.order.klass,
+        event.order.time,
+        event.order.rank,
+        event.offset,
+    )
+    if state.winner is not None and key < state.winner:
+        return Outcome(state, _outranked(state, event, key))
+    destination = cycle.next_status(state.status, event.status)
+    if destination is None:
+        reason = f"no {cycle.kind} step from {state.status or 'new'} to {event.status}"
+        return Outcome(state, _note(state, event, ILLEGAL, reason))
+    attempt = bisect_left(state.attempt_keys, attempt_key) + 1
+    claims = (destination, event.final, event.decided_by, attempt, event.provider_status,
+              event.reasons)
+    current = (state.status, state.final, state.decided_by, state.attempt,
+               state.provider_status, state.reasons)
+    previous = state.status
+    state = replace(
+        state,
+        status=destination,
+        final=event.final,
+        decided_by=event.decided_by,
+        attempt=attempt,
+        provider_status=event.provider_status,
+        reasons=event.reasons,
+        winner=key,
+        cause_event=event.event_type,
+        cause_offset=event.offset,
+    )
+    if claims == current:
+        return Outcome(state, _note(state, event, UNCHANGED, "asserts the recorded status"))
+    return Outcome(state, _transition(state, event, previous, cycle.triggers[destination]))
+
+
+def _attempt_key(state: SubjectState, event: CanonicalEvent) -> int:
+    if event.order.attempt is not None:
+        return event.order.attempt
+    # No provider attempt data (IDWise): the event belongs to the attempt open on arrival.
+    current = state.attempt_keys[-1] if state.attempt_keys else 0
+    return current + 1 if event.order.opens_attempt else current
+
+
+def _outranked(state: SubjectState, event: CanonicalEvent, key: Key) -> Annotation:
+    assert state.winner is not None
+    if state.winner[0] > key[0]:
+        return _note(state, event, SUPERSEDED, f"the subject is {state.status}; that absorbs")
+    if state.winner[1] > key[1]:
+        return _note(state, event, SUPERSEDED, "belongs to an earlier attempt")
+    reason = f"outranked by {state.cause_event} at offset {state.cause_offset}"
+    return _note(state, event, LATE, reason)
+
+
+def _seen(seen: bytes, digest: bytes) -> bool:
+    return any(seen[i : i + 8] == digest for i in range(0, len(seen), 8))
+
+
+def _note(state: SubjectState, event: CanonicalEvent, kind: str, reason: str) -> Annotation:
+    return Annotation(
+        subject=state.subject,
+        version=state.version,
+        kind=kind,
+        reason=reason,
+        event_type=event.event_type,
+        dedup_key=event.dedup_key,
+        offset=event.offset,
+        received_at=event.received_at,
+    )
+
+
+def _transition(
+    state: SubjectState, event: CanonicalEvent, previous: str | None, trigger: str
+) -> Transition:
+    assert state.status is not None
+    return Transition(
+        subject=state.subject,
+        version=state.version,
+        from_status=previous,
+        to_status=state.status,
+        trigger=trigger,
+        attempt=state.attempt,
+        final=state.final,
+        decided_by=state.decided_by,
+        event_type=event.event_type,
+        dedup_key=event.dedup_key,
+        offset=event.offset,
+        received_at=event.received_at,
+        provider_status=event.provider_status,
+        reasons=event.reasons,
+    )

@@ -1,0 +1,122 @@
+"""Tolerant reading of provider JSON: never raises, returns None for what is absent.
+
+Providers add fields, change casing (Ondato) and send nulls; normalisers read only the
+few fields they use, through these helpers, so a surprise becomes a reasoned
+"unrecognised" outcome instead of an exception.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import pydantic_core
+
+JsonObject = dict[str, Any]
+
+
+def parse_object(body: bytes) -> JsonObject | str:
+    """The body as a JSON object, or the reason it is not one."""
+    if not body.strip():
+        return "empty body"
+    try:
+        doc = pydantic_core.from_json(body)
+    except ValueError as exc:
+        return f"body is not valid JSON: {str(exc)[:120]}"
+    if not isinstance(doc, dict):
+        return f"body is JSON {type(doc).__name__}, not an object"
+    return doc
+
+
+def get_ci(obj: Any, key: str) -> Any:
+    """obj[key] matched case-insensitively (Ondato: camelCase or PascalCase)."""
+    if not isinstance(obj, dict):
+        return None
+    if key in obj:
+        return obj[key]
+    lowered = key.lower()
+    for name, value in obj.items():
+        if isinstance(name, str) and name.lower() == lowered:
+            return value
+    return None
+
+
+def dig(obj: Any, *path: str, ci: bool = False) -> Any:
+    for key in path:
+        obj = get_ci(obj, key) if ci else (obj.get(key) if isinstance(obj, dict) else None)
+    return obj
+
+
+def text(obj: Any, *path: str, ci: bool = False) -> str | None:
+    """A string (or integer rendered as one) at path; empty strings count as absent."""
+    value = dig(obj, *path, ci=ci)
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
+
+
+def integer(obj: Any, *path: str, ci: bool = False) -> int | None:
+    value = dig(obj, *path, ci=ci)
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    return None
+
+
+def strings(obj: Any, *path: str, ci: bool = False) -> tuple[str, ...]:
+    """The string items of a list at path (non-strings skipped)."""
+    value = dig(obj, *path, ci=ci)
+    if not isinstance(value, list):
+        return ()
+    return tuple(item for item in value if isinstance(item, str) and item)
+
+
+def token(value: str | None) -> str | None:
+    """Canonical comparison form: 'In progress', 'IN_PROGRESS', 'InProgress' -> 'inprogress'."""
+    if value is None:
+        return None
+    return re.sub(r"[\s_\-]", "", value).lower()
+
+
+_ISO = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
+    r"(Z|[+-]\d{2}:?\d{2})?$"
+)
+_TICKS_PER_SECOND = 10_000_000  # 100 ns, the precision Ondato sends (7 fractional digits)
+
+
+def utc_ticks(value: Any) -> int | None:
+    """ISO-8601 time -> 100 ns ticks since the epoch, so times compare as times.
+
+    Ondato's createdUtc carries 0-7 fractional digits; a naive time is taken as UTC.
+    """
+    if not isinstance(value, str):
+        return None
+    match = _ISO.match(value.strip())
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    try:
+        moment = datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=UTC
+        )
+    except ValueError:
+        return None
+    ticks = int(moment.timestamp()) * _TICKS_PER_SECOND
+    if fraction:
+        ticks += int(fraction[:7].ljust(7, "0"))
+    if zone and zone != "Z":
+        sign = 1 if zone[0] == "+" else -1
+        digits = zone[1:].replace(":", "")
+        ticks -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60) * _TICKS_PER_SECOND
+    return ticks

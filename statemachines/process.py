@@ -1,0 +1,39 @@
+"""`step`: the only thing the runtimes call (embedded loop, Faust agent, replay).
+
+The runtime owns storage; it hands in the subject states it holds (any mapping from
+subject key to state: a dict, a Faust table) and stores the state the step returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from statemachines.envelope import RawEnvelope
+from statemachines.events import CanonicalEvent, Unrecognised
+from statemachines.fold import Outcome, SubjectState, fold
+from statemachines.normalise import normalise
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    envelope: RawEnvelope
+    event: CanonicalEvent | Unrecognised
+    outcome: Outcome | None  # None when the envelope was unrecognised (quarantine it)
+
+
+def step(env: RawEnvelope, states: Mapping[str, SubjectState]) -> Step:
+    normalised = normalise(env)
+    if isinstance(normalised, Unrecognised):
+        return Step(env, normalised, None)
+    return Step(env, normalised, fold(states.get(normalised.subject.key), normalised))
+
+
+def replay(envelopes: list[RawEnvelope]) -> dict[str, SubjectState]:
+    """Fold a whole log in memory: the reference the runtimes' projections must equal."""
+    states: dict[str, SubjectState] = {}
+    for env in envelopes:
+        result = step(env, states)
+        if result.outcome is not None:
+            states[result.outcome.state.subject.key] = result.outcome.state
+    return states
