@@ -115,11 +115,24 @@ def event(
 
 
 def history(
-    env: RawEnvelope, kind: str, subject_id: str, event_type: str, note: str,
-    *, recognised: bool = True, provider_status: str | None = None,
+    env: RawEnvelope,
+    kind: str,
+    subject_id: str,
+    event_type: str,
+    note: str,
+    *,
+    recognised: bool = True,
+    provider_status: str | None = None,
 ) -> CanonicalEvent:
     """An event that carries no status but belongs in the subject's history."""
     return event(
-        env, kind, subject_id, event_type, None, Order(klass=0),
-        note=note, recognised=recognised, provider_status=provider_status,
+        env,
+        kind,
+        subject_id,
+        event_type,
+        None,
+        Order(klass=0),
+        note=note,
+        recognised=recognised,
+        provider_status=provider_status,
     )

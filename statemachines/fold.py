@@ -168,10 +168,22 @@ def _contend(state: SubjectState, event: CanonicalEvent) -> Outcome:
         reason = f"no {cycle.kind} step from {state.status or 'new'} to {event.status}"
         return Outcome(state, _note(state, event, ILLEGAL, reason))
     attempt = bisect_left(state.attempt_keys, attempt_key) + 1
-    claims = (destination, event.final, event.decided_by, attempt, event.provider_status,
-              event.reasons)
-    current = (state.status, state.final, state.decided_by, state.attempt,
-               state.provider_status, state.reasons)
+    claims = (
+        destination,
+        event.final,
+        event.decided_by,
+        attempt,
+        event.provider_status,
+        event.reasons,
+    )
+    current = (
+        state.status,
+        state.final,
+        state.decided_by,
+        state.attempt,
+        state.provider_status,
+        state.reasons,
+    )
     previous = state.status
     state = replace(
         state,

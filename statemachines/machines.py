@@ -29,6 +29,7 @@ class Lifecycle:
     steps: Mapping[tuple[str, str], str]  # (source, trigger) -> destination, read off the machine
     tiers: Mapping[str, int]  # status -> precedence tier (ladder kinds; 0 elsewhere)
     absorbing: frozenset[str]
+    groups: tuple[tuple[str, tuple[str, ...]], ...] = ()  # named state sets, for diagrams
 
     def next_status(self, current: str | None, status: str) -> str | None:
         """The destination if `current` may move to `status`, else None."""
@@ -49,6 +50,7 @@ def _build(
     sources: Mapping[str, Sequence[str]],
     tiers: Mapping[str, int] | None = None,
     absorbing: Sequence[str] = (),
+    groups: Sequence[tuple[str, Sequence[str]]] = (),
 ) -> Lifecycle:
     rows = [
         {"trigger": triggers[dest], "source": list(sources[dest]), "dest": dest}
@@ -76,11 +78,14 @@ def _build(
         steps=steps,
         tiers=dict(tiers or dict.fromkeys(statuses, 0)),
         absorbing=frozenset(absorbing),
+        groups=tuple((name, tuple(members)) for name, members in groups),
     )
 
 
 def _ladder(
-    kind: str, tiers: Sequence[Sequence[str]], verbs: Mapping[str, str],
+    kind: str,
+    tiers: Sequence[Sequence[str]],
+    verbs: Mapping[str, str],
     absorbing: Sequence[str] = (),
 ) -> Lifecycle:
     """A lifecycle that only moves up (or within) its tiers; each tier's statuses may follow
@@ -91,7 +96,8 @@ def _ladder(
         status: [NEW, *(s for s in statuses if tier_of[s] <= tier_of[status])]
         for status in statuses
     }
-    return _build(kind, statuses, verbs, sources, tier_of, absorbing)
+    groups = [(f"tier{index}", tuple(tier)) for index, tier in enumerate(tiers) if len(tier) > 1]
+    return _build(kind, statuses, verbs, sources, tier_of, absorbing, groups)
 
 
 # --- kyc -------------------------------------------------------------------------------
@@ -131,6 +137,7 @@ KYC = _build(
         "expired": _ANY,
         "canceled": _ANY,
     },
+    groups=[("open", KYC_OPEN), ("decided", KYC_DECIDED)],
 )
 
 # --- kyb, kyb_document ---------------------------------------------------------------
@@ -170,8 +177,12 @@ AML_MONITORING = _ladder(
 
 DOCUMENT_EXPIRATION = _ladder(
     "document_expiration",
-    [("expires_within_30_days",), ("expires_within_7_days",), ("expires_within_1_day",),
-     ("expired",)],
+    [
+        ("expires_within_30_days",),
+        ("expires_within_7_days",),
+        ("expires_within_1_day",),
+        ("expired",),
+    ],
     {
         "expires_within_30_days": "warn_30_days",
         "expires_within_7_days": "warn_7_days",
@@ -183,13 +194,23 @@ DOCUMENT_EXPIRATION = _ladder(
 FACIAL_AUTHENTICATION = _ladder(
     "facial_authentication",
     [("pending",), ("success", "failed", "expired", "canceled")],
-    {"pending": "begin", "success": "succeed", "failed": "fail", "expired": "expire",
-     "canceled": "cancel"},
+    {
+        "pending": "begin",
+        "success": "succeed",
+        "failed": "fail",
+        "expired": "expire",
+        "canceled": "cancel",
+    },
 )
 
 _ORDER_TIERS = [("not_ordered",), ("in_progress",), ("finished", "failed", "timed_out")]
-_ORDER_VERBS = {"not_ordered": "register", "in_progress": "order", "finished": "deliver",
-                "failed": "fail", "timed_out": "time_out"}
+_ORDER_VERBS = {
+    "not_ordered": "register",
+    "in_progress": "order",
+    "finished": "deliver",
+    "failed": "fail",
+    "timed_out": "time_out",
+}
 GOV_DOCUMENT = _ladder("gov_document", _ORDER_TIERS, _ORDER_VERBS)
 SOS_REPORT = _ladder("sos_report", _ORDER_TIERS, _ORDER_VERBS)
 
@@ -209,9 +230,19 @@ ACCOUNT_NOTICE = _build("account_notice", [], {}, {})
 LIFECYCLES: Mapping[str, Lifecycle] = {
     lc.kind: lc
     for lc in (
-        KYC, KYB, KYB_DOCUMENT, AML_MONITORING, DOCUMENT_EXPIRATION, FACIAL_AUTHENTICATION,
-        GOV_DOCUMENT, SOS_REPORT, ACCOUNT_CHECK, BANK_VERIFICATION, BANK_CARD_VERIFICATION,
-        AGE_ESTIMATION, ACCOUNT_NOTICE,
+        KYC,
+        KYB,
+        KYB_DOCUMENT,
+        AML_MONITORING,
+        DOCUMENT_EXPIRATION,
+        FACIAL_AUTHENTICATION,
+        GOV_DOCUMENT,
+        SOS_REPORT,
+        ACCOUNT_CHECK,
+        BANK_VERIFICATION,
+        BANK_CARD_VERIFICATION,
+        AGE_ESTIMATION,
+        ACCOUNT_NOTICE,
     )
 }
 KINDS = tuple(LIFECYCLES)

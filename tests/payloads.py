@@ -22,14 +22,18 @@ def _json(doc: dict[str, Any]) -> bytes:
 
 def deliver(webhook: Webhook, offset: int = 0, received_at: str = RECEIVED_AT) -> RawEnvelope:
     provider, headers, body = webhook
-    return RawEnvelope.receive(provider, body, headers, received_at,
-                               auth_method="test", remote_addr="127.0.0.1").at(offset)
+    return RawEnvelope.receive(
+        provider, body, headers, received_at, auth_method="test", remote_addr="127.0.0.1"
+    ).at(offset)
 
 
 # --- iDenfy ------------------------------------------------------------------------------
 def idenfy(event_type: str, doc: dict[str, Any]) -> Webhook:
-    headers = {"Content-Type": "application/json", "Idenfy-Event-Type": event_type,
-               "Idenfy-Signature": "0" * 64}
+    headers = {
+        "Content-Type": "application/json",
+        "Idenfy-Event-Type": event_type,
+        "Idenfy-Signature": "0" * 64,
+    }
     return ("idenfy", headers, _json(doc))
 
 
@@ -46,29 +50,46 @@ def idenfy_identification(
     manual: bool = False,
 ) -> Webhook:
     """IdentificationWebhook: the KYC result body (no event-name field; see the header)."""
-    return idenfy(event_type, {
-        "final": final,
-        "platform": "PC",
-        "status": {
-            "overall": overall,
-            "fraudTags": list(fraud_tags),
-            "mismatchTags": list(mismatch_tags),
-            "autoFace": "FACE_MATCH",
-            "manualFace": "FACE_MATCH" if manual else None,
-            "autoDocument": "DOC_VALIDATED",
-            "manualDocument": "DOC_VALIDATED" if manual else None,
-            "additionalSteps": None,
+    return idenfy(
+        event_type,
+        {
+            "final": final,
+            "platform": "PC",
+            "status": {
+                "overall": overall,
+                "fraudTags": list(fraud_tags),
+                "mismatchTags": list(mismatch_tags),
+                "autoFace": "FACE_MATCH",
+                "manualFace": "FACE_MATCH" if manual else None,
+                "autoDocument": "DOC_VALIDATED",
+                "manualDocument": "DOC_VALIDATED" if manual else None,
+                "additionalSteps": None,
+            },
+            "data": {
+                "docFirstName": "JOHN",
+                "docLastName": "DOE",
+                "docNumber": "AB123456",
+                "docDob": "1990-01-01",
+                "docType": "ID_CARD",
+                "docSex": "MALE",
+                "docNationality": "LT",
+                "docIssuingCountry": "LT",
+            },
+            "fileUrls": {"FRONT": "https://s3.eu-west-1.amazonaws.com/x/front.png?Expires=1"},
+            "AML": [],
+            "LID": [],
+            "scanRef": scan_ref,
+            "externalRef": None,
+            "clientId": "client-42",
+            "companyId": None,
+            "beneficiaryId": None,
+            "startTime": start,
+            "finishTime": finish,
+            "clientIp": "192.0.2.10",
+            "clientIpCountry": "LT",
+            "clientLocation": "Vilnius",
         },
-        "data": {"docFirstName": "JOHN", "docLastName": "DOE", "docNumber": "AB123456",
-                 "docDob": "1990-01-01", "docType": "ID_CARD", "docSex": "MALE",
-                 "docNationality": "LT", "docIssuingCountry": "LT"},
-        "fileUrls": {"FRONT": "https://s3.eu-west-1.amazonaws.com/x/front.png?Expires=1"},
-        "AML": [], "LID": [],
-        "scanRef": scan_ref, "externalRef": None, "clientId": "client-42",
-        "companyId": None, "beneficiaryId": None,
-        "startTime": start, "finishTime": finish,
-        "clientIp": "192.0.2.10", "clientIpCountry": "LT", "clientLocation": "Vilnius",
-    })
+    )
 
 
 def idenfy_company(event_type: str, **fields: Any) -> Webhook:
@@ -76,30 +97,59 @@ def idenfy_company(event_type: str, **fields: Any) -> Webhook:
 
 
 # --- Ondato ------------------------------------------------------------------------------
-def ondato(event_type: str, payload: dict[str, Any], *, webhook_id: str,
-           created: str = "2026-11-22T10:00:00.1234567Z", pascal: bool = False) -> Webhook:
-    envelope = {"id": webhook_id, "applicationId": "app-1", "createdUtc": created,
-                "payload": payload, "type": event_type}
+def ondato(
+    event_type: str,
+    payload: dict[str, Any],
+    *,
+    webhook_id: str,
+    created: str = "2026-11-22T10:00:00.1234567Z",
+    pascal: bool = False,
+) -> Webhook:
+    envelope = {
+        "id": webhook_id,
+        "applicationId": "app-1",
+        "createdUtc": created,
+        "payload": payload,
+        "type": event_type,
+    }
     if pascal:
         envelope = {key[0].upper() + key[1:]: value for key, value in envelope.items()}
     return ("ondato", {"Content-Type": "application/json"}, _json(envelope))
 
 
 def ondato_idv(status: str, idv: str = "idv-1", **kw: Any) -> Webhook:
-    payload = {"id": idv, "applicationId": "app-1", "status": status,
-               "createdUtc": "2026-11-22T09:59:00.77Z"}
+    payload = {
+        "id": idv,
+        "applicationId": "app-1",
+        "status": status,
+        "createdUtc": "2026-11-22T09:59:00.77Z",
+    }
     return ondato("IdentityVerification.StatusChanged", payload, **kw)
 
 
-def ondato_kyc(event: str, idv: str = "idv-1", *, status: str | None = None,
-               reason: str | None = None, kyc_id: str = "kyc-1", **kw: Any) -> Webhook:
+def ondato_kyc(
+    event: str,
+    idv: str = "idv-1",
+    *,
+    status: str | None = None,
+    reason: str | None = None,
+    kyc_id: str = "kyc-1",
+    **kw: Any,
+) -> Webhook:
     payload: dict[str, Any] = {
-        "id": kyc_id, "applicationId": "app-1", "identityVerificationId": idv,
+        "id": kyc_id,
+        "applicationId": "app-1",
+        "identityVerificationId": idv,
         "createdUtc": "2026-11-22T09:59:10.5Z",
         "setup": {"id": "setup-1", "versionId": "v-1"},
-        "status": status or event, "isCrossChecked": False,
-        "document": {"fullName": "JOHN DOE", "documentNumber": "AB123456",
-                     "type": "DriverLicense", "countryIso3": "LTU"},
+        "status": status or event,
+        "isCrossChecked": False,
+        "document": {
+            "fullName": "JOHN DOE",
+            "documentNumber": "AB123456",
+            "type": "DriverLicense",
+            "countryIso3": "LTU",
+        },
         "rules": [{"name": "DocumentValidity", "status": "Success"}],
     }
     if reason:
@@ -108,20 +158,36 @@ def ondato_kyc(event: str, idv: str = "idv-1", *, status: str | None = None,
 
 
 def ondato_kyb(event: str, kyb: str = "kyb-1", **kw: Any) -> Webhook:
-    payload = {"id": kyb, "applicationId": "app-1", "status": event,
-               "createdUtc": "2026-11-22T09:00:00Z"}
+    payload = {
+        "id": kyb,
+        "applicationId": "app-1",
+        "status": event,
+        "createdUtc": "2026-11-22T09:00:00Z",
+    }
     return ondato(f"KybIdentification.{event}", payload, **kw)
 
 
-def ondato_document(event: str, document: str = "doc-1", kyb: str = "kyb-1", *,
-                    status: str = "NeedReview", **kw: Any) -> Webhook:
-    payload = {"id": document, "kybIdentificationId": kyb, "status": status,
-               "fileName": "register-extract.pdf"}
+def ondato_document(
+    event: str,
+    document: str = "doc-1",
+    kyb: str = "kyb-1",
+    *,
+    status: str = "NeedReview",
+    **kw: Any,
+) -> Webhook:
+    payload = {
+        "id": document,
+        "kybIdentificationId": kyb,
+        "status": status,
+        "fileName": "register-extract.pdf",
+    }
     return ondato(f"KybIdentification.Document.{event}", payload, **kw)
 
 
 # --- IDWise ------------------------------------------------------------------------------
 def idwise(event: str, *, event_id: str, journey: str = "journey-1", **body: Any) -> Webhook:
-    doc = {"event": event, "body": {"eventId": event_id, "journeyId": journey,
-                                     "referenceNo": "customer-42", **body}}
+    doc = {
+        "event": event,
+        "body": {"eventId": event_id, "journeyId": journey, "referenceNo": "customer-42", **body},
+    }
     return ("idwise", {"Content-Type": "application/json"}, _json(doc))

@@ -56,8 +56,7 @@ def normalise(env: RawEnvelope) -> Normalised:
         return handler(env, header, doc)
     scan_ref = text(doc, "scanRef")
     if scan_ref:
-        return history(env, "kyc", scan_ref, header, "unknown iDenfy event type",
-                       recognised=False)
+        return history(env, "kyc", scan_ref, header, "unknown iDenfy event type", recognised=False)
     return unrecognised(env, f"unknown iDenfy event type {header!r} without scanRef", header)
 
 
@@ -79,8 +78,17 @@ def _kyc(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
 
     def emit(status: str, klass: int, decided_by: str | None, is_final: bool) -> Normalised:
         order = Order(klass=klass, time=time, attempt=attempt)
-        return event(env, "kyc", scan_ref, header, status, order,
-                     final=is_final, decided_by=decided_by, **facts)
+        return event(
+            env,
+            "kyc",
+            scan_ref,
+            header,
+            status,
+            order,
+            final=is_final,
+            decided_by=decided_by,
+            **facts,
+        )
 
     if header == "IDENTIFICATION_EXPIRED":
         return emit("expired", TERMINAL, None, True)
@@ -112,13 +120,25 @@ def _reviewed_by_hand(doc: JsonObject) -> bool:
 
 
 # --- KYB (company) ---------------------------------------------------------------------
-def _kyb(env: RawEnvelope, header: str, company: str | None, status: str | None,
-         time: int = 0, **facts: Any) -> Normalised:
+def _kyb(
+    env: RawEnvelope,
+    header: str,
+    company: str | None,
+    status: str | None,
+    time: int = 0,
+    **facts: Any,
+) -> Normalised:
     if company is None:
         return unrecognised(env, f"{header} without a company id", header)
     if status is None:
-        return history(env, "kyb", company, header, facts.pop("note", "carries no status"),
-                       provider_status=facts.get("provider_status"))
+        return history(
+            env,
+            "kyb",
+            company,
+            header,
+            facts.pop("note", "carries no status"),
+            provider_status=facts.get("provider_status"),
+        )
     order = Order(klass=lifecycle("kyb").tiers[status], time=time)
     return event(env, "kyb", company, header, status, order, **facts)
 
@@ -134,7 +154,10 @@ def _company_review(env: RawEnvelope, header: str, doc: JsonObject) -> Normalise
     status = {"APPROVED": "approved", "DENIED": "rejected"}.get(approval)
     reviewer = doc.get("statusChangedBy")
     return _kyb(
-        env, header, company, status,
+        env,
+        header,
+        company,
+        status,
         provider_status=approval or None,
         reasons=tuple(r for r in (text(doc, "denyReason"),) if r),
         decided_by="manual" if isinstance(reviewer, dict) and reviewer else None,
@@ -146,33 +169,64 @@ def _company_review(env: RawEnvelope, header: str, doc: JsonObject) -> Normalise
 def _company_info_request(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
     state = (text(doc, "status") or "").upper()
     status = "info_requested" if state == "REQUESTED" else None
-    return _kyb(env, header, text(doc, "companyId"), status, utc_ticks(doc.get("date")) or 0,
-                provider_status=state or None, note=f"information request {state.lower()}")
+    return _kyb(
+        env,
+        header,
+        text(doc, "companyId"),
+        status,
+        utc_ticks(doc.get("date")) or 0,
+        provider_status=state or None,
+        note=f"information request {state.lower()}",
+    )
 
 
 def _company_expiration(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
     state = (text(doc, "expirationStatus") or "").upper()
     status = "expired" if state == "EXPIRED" else None
-    return _kyb(env, header, text(doc, "id") or text(doc, "companyId"), status,
-                provider_status=state or None, final=status is not None,
-                note="verification nearing expiry")
+    return _kyb(
+        env,
+        header,
+        text(doc, "id") or text(doc, "companyId"),
+        status,
+        provider_status=state or None,
+        final=status is not None,
+        note="verification nearing expiry",
+    )
 
 
 def _company_delete(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
-    return _kyb(env, header, text(doc, "companyId") or text(doc, "id"), "deleted",
-                utc_ticks(doc.get("date")) or 0, final=True)
+    return _kyb(
+        env,
+        header,
+        text(doc, "companyId") or text(doc, "id"),
+        "deleted",
+        utc_ticks(doc.get("date")) or 0,
+        final=True,
+    )
 
 
 def _company_aml_review(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
     subject_type = (text(doc, "amlReviewSubjectType") or "COMPANY").lower()
-    return _kyb(env, header, text(doc, "companyId"), None,
-                provider_status=text(doc, "overallStatus"),
-                note=f"AML review of {subject_type}")
+    return _kyb(
+        env,
+        header,
+        text(doc, "companyId"),
+        None,
+        provider_status=text(doc, "overallStatus"),
+        note=f"AML review of {subject_type}",
+    )
 
 
 # --- Monitoring, documents and the small services ------------------------------------
-def _small(env: RawEnvelope, header: str, kind: str, subject_id: str | None,
-           status: str | None, time: int = 0, **facts: Any) -> Normalised:
+def _small(
+    env: RawEnvelope,
+    header: str,
+    kind: str,
+    subject_id: str | None,
+    status: str | None,
+    time: int = 0,
+    **facts: Any,
+) -> Normalised:
     """One event of a small lifecycle; `status` must be a status of `kind`."""
     if subject_id is None:
         return unrecognised(env, f"{header} without its id", header)
@@ -187,23 +241,37 @@ def _small(env: RawEnvelope, header: str, kind: str, subject_id: str | None,
 def _aml_monitoring(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
     current = (text(doc, "status") or "").upper()  # v3
     legacy = (text(doc, "alertStatus") or "").upper()  # v2, deprecated
-    status = {"ACTIVE": "active", "STOPPED": "stopped", "PENDING": "pending",
-              "ALERT": "alert"}.get(current)
+    status = {"ACTIVE": "active", "STOPPED": "stopped", "PENDING": "pending", "ALERT": "alert"}.get(
+        current
+    )
     if status is None:
-        status = {"ALERT": "alert", "PENDING": "pending", "ACCEPTED": "active",
-                  "DECLINED": "active"}.get(legacy)
+        status = {
+            "ALERT": "alert",
+            "PENDING": "pending",
+            "ACCEPTED": "active",
+            "DECLINED": "active",
+        }.get(legacy)
     reasons = tuple(
         f"{name}:{value}"
         for name in ("pepsStatus", "sanctionsStatus", "adverseMediaStatus")
         if (value := text(doc, name))
     )
-    return _small(env, header, "aml_monitoring", text(doc, "monitoringId"), status,
-                  provider_status=current or legacy or None, reasons=reasons)
+    return _small(
+        env,
+        header,
+        "aml_monitoring",
+        text(doc, "monitoringId"),
+        status,
+        provider_status=current or legacy or None,
+        reasons=reasons,
+    )
 
 
 def _aml_monitoring_expiration(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
-    note = (f"{integer(doc, 'usersToExtend') or 0} monitored users to extend, "
-            f"{integer(doc, 'usersToExpire') or 0} to expire")
+    note = (
+        f"{integer(doc, 'usersToExtend') or 0} monitored users to extend, "
+        f"{integer(doc, 'usersToExpire') or 0} to expire"
+    )
     return history(env, "account_notice", "aml_monitoring_expiration", header, note)
 
 
@@ -215,8 +283,15 @@ def _document_expiration(env: RawEnvelope, header: str, doc: JsonObject) -> Norm
         "DOCUMENT_EXPIRES_WITHIN_1_DAY": "expires_within_1_day",
         "DOCUMENT_EXPIRED": "expired",
     }.get(threshold)
-    return _small(env, header, "document_expiration", text(doc, "scanRef"), status,
-                  provider_status=threshold or None, final=status == "expired")
+    return _small(
+        env,
+        header,
+        "document_expiration",
+        text(doc, "scanRef"),
+        status,
+        provider_status=threshold or None,
+        final=status == "expired",
+    )
 
 
 def _video_call(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
@@ -228,13 +303,26 @@ def _video_call(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
 
 def _facial_authentication(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
     raw = text(doc, "status")
-    status = {"success": "success", "failed": "failed", "expired": "expired",
-              "canceled": "canceled", "cancelled": "canceled", "pending": "pending"}.get(
-        token(raw) or "")
+    status = {
+        "success": "success",
+        "failed": "failed",
+        "expired": "expired",
+        "canceled": "canceled",
+        "cancelled": "canceled",
+        "pending": "pending",
+    }.get(token(raw) or "")
     reasons = tuple(r for r in (text(doc, "failReason"),) if r) + strings(doc, "riskTags")
     subject_id = text(doc, "id") or text(doc, "token") or text(doc, "scanRef")
-    return _small(env, header, "facial_authentication", subject_id, status,
-                  provider_status=raw, reasons=reasons, final=status != "pending")
+    return _small(
+        env,
+        header,
+        "facial_authentication",
+        subject_id,
+        status,
+        provider_status=raw,
+        reasons=reasons,
+        final=status != "pending",
+    )
 
 
 def _order_status(kind: str) -> Handler:
@@ -243,39 +331,77 @@ def _order_status(kind: str) -> Handler:
     def handle(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
         raw = (text(doc, "status") or "").upper()
         status = raw.lower() if raw.lower() in lifecycle(kind).tiers else None
-        return _small(env, header, kind, text(doc, "id"), status, provider_status=raw or None,
-                      final=status in {"finished", "failed", "timed_out"})
+        return _small(
+            env,
+            header,
+            kind,
+            text(doc, "id"),
+            status,
+            provider_status=raw or None,
+            final=status in {"finished", "failed", "timed_out"},
+        )
 
     return handle
 
 
 def _account_check(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
     # `status` is an integer enum 1..5 whose meanings are undocumented: keep it verbatim.
-    return _small(env, header, "account_check", text(doc, "scanRef"), "completed",
-                  provider_status=text(doc, "status"), final=True)
+    return _small(
+        env,
+        header,
+        "account_check",
+        text(doc, "scanRef"),
+        "completed",
+        provider_status=text(doc, "status"),
+        final=True,
+    )
 
 
 def _bank_verification(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
     risk = text(doc, "riskLevel")
-    return _small(env, header, "bank_verification", text(doc, "id"), "completed",
-                  provider_status=risk, reasons=(f"risk:{risk}",) if risk else (), final=True)
+    return _small(
+        env,
+        header,
+        "bank_verification",
+        text(doc, "id"),
+        "completed",
+        provider_status=risk,
+        reasons=(f"risk:{risk}",) if risk else (),
+        final=True,
+    )
 
 
 def _bank_card_verification(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
     raw = (text(doc, "status") or "").upper()
     status = {"NOT_COMPARED": "not_compared", "MATCH": "match", "NO_MATCH": "no_match"}.get(raw)
     reasons = tuple(r for r in (text(doc, "noMatchReason"),) if r)
-    return _small(env, header, "bank_card_verification", text(doc, "id"), status,
-                  provider_status=raw or None, reasons=reasons, final=True)
+    return _small(
+        env,
+        header,
+        "bank_card_verification",
+        text(doc, "id"),
+        status,
+        provider_status=raw or None,
+        reasons=reasons,
+        final=True,
+    )
 
 
 def _age_estimation(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
     raw = (text(doc, "status") or "").upper()
     status = {"COMPLETED": "completed", "FAILED": "failed"}.get(raw)
     outcome = text(doc, "outcome")
-    return _small(env, header, "age_estimation", text(doc, "scanRef"), status,
-                  utc_ticks(doc.get("occurredAt")) or 0, provider_status=raw or None,
-                  reasons=(outcome,) if outcome else (), final=True)
+    return _small(
+        env,
+        header,
+        "age_estimation",
+        text(doc, "scanRef"),
+        status,
+        utc_ticks(doc.get("occurredAt")) or 0,
+        provider_status=raw or None,
+        reasons=(outcome,) if outcome else (),
+        final=True,
+    )
 
 
 HANDLERS: dict[str, Handler] = {

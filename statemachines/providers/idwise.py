@@ -36,8 +36,13 @@ SYSTEM = {  # systemDecision -> (status, final)
     "incomplete": ("incomplete", True),
 }
 MANUAL = {"approved": "approved", "rejected": "rejected"}
-AML = {"complete": "active", "approved": "active", "refer": "alert", "rejected": "alert",
-       "incomplete": "pending"}
+AML = {
+    "complete": "active",
+    "approved": "active",
+    "refer": "alert",
+    "rejected": "alert",
+    "incomplete": "pending",
+}
 # Lifecycle rank within a precedence class.
 JOURNEY, UPDATE = 0, 1
 
@@ -77,16 +82,23 @@ def _journey_result(rank: int) -> Handler:
                 return _decision(env, name, journey, body, final, rank)
             return unrecognised(env, f"{name} with unknown decision {decision!r}", name)
         status, final_ = mapped
-        return event(env, "kyc", journey, name, status,
-                     Order(klass=AUTO_DECISION, rank=rank, attempt=None),
-                     final=final_, decided_by="auto", provider_status=decision,
-                     reasons=_action(body))
+        return event(
+            env,
+            "kyc",
+            journey,
+            name,
+            status,
+            Order(klass=AUTO_DECISION, rank=rank, attempt=None),
+            final=final_,
+            decided_by="auto",
+            provider_status=decision,
+            reasons=_action(body),
+        )
 
     return handle
 
 
-def _manually_reviewed(env: RawEnvelope, name: str, journey: str,
-                       body: JsonObject) -> Normalised:
+def _manually_reviewed(env: RawEnvelope, name: str, journey: str, body: JsonObject) -> Normalised:
     decision = text(body, "finalDecision") or text(body, "manualDecision")
     status = MANUAL.get(token(decision) or "")
     if status is None:
@@ -94,23 +106,36 @@ def _manually_reviewed(env: RawEnvelope, name: str, journey: str,
     return _decision(env, name, journey, body, status, UPDATE)
 
 
-def _decision(env: RawEnvelope, name: str, journey: str, body: JsonObject, status: str,
-              rank: int) -> Normalised:
-    return event(env, "kyc", journey, name, status,
-                 Order(klass=MANUAL_DECISION, rank=rank, attempt=None),
-                 final=True, decided_by="manual",
-                 provider_status=text(body, "finalDecision") or text(body, "manualDecision"),
-                 reasons=_action(body))
+def _decision(
+    env: RawEnvelope, name: str, journey: str, body: JsonObject, status: str, rank: int
+) -> Normalised:
+    return event(
+        env,
+        "kyc",
+        journey,
+        name,
+        status,
+        Order(klass=MANUAL_DECISION, rank=rank, attempt=None),
+        final=True,
+        decided_by="manual",
+        provider_status=text(body, "finalDecision") or text(body, "manualDecision"),
+        reasons=_action(body),
+    )
 
 
 def _user_steps(env: RawEnvelope, name: str, journey: str, body: JsonObject) -> Normalised:
-    return event(env, "kyc", journey, name, "submitted",
-                 Order(klass=PROGRESS, attempt=None),
-                 provider_status=text(body, "systemDecision"))
+    return event(
+        env,
+        "kyc",
+        journey,
+        name,
+        "submitted",
+        Order(klass=PROGRESS, attempt=None),
+        provider_status=text(body, "systemDecision"),
+    )
 
 
-def _update_required(env: RawEnvelope, name: str, journey: str,
-                     body: JsonObject) -> Normalised:
+def _update_required(env: RawEnvelope, name: str, journey: str, body: JsonObject) -> Normalised:
     steps = dig(body, "requiredSteps")
     codes = tuple(
         f"step {text(step, 'stepId') or '?'}: {text(step, 'reasonCode') or 'resubmit'}"
@@ -118,15 +143,29 @@ def _update_required(env: RawEnvelope, name: str, journey: str,
         if isinstance(step, dict)
     )
     trigger = text(body, "trigger")
-    return event(env, "kyc", journey, name, "resubmission_required",
-                 Order(klass=0, attempt=None, opens_attempt=True),
-                 provider_status=trigger, reasons=((trigger,) if trigger else ()) + codes)
+    return event(
+        env,
+        "kyc",
+        journey,
+        name,
+        "resubmission_required",
+        Order(klass=0, attempt=None, opens_attempt=True),
+        provider_status=trigger,
+        reasons=((trigger,) if trigger else ()) + codes,
+    )
 
 
-def _renewal_deadline(env: RawEnvelope, name: str, journey: str,
-                      body: JsonObject) -> Normalised:
-    return event(env, "kyc", journey, name, "expired", Order(klass=TERMINAL, attempt=None),
-                 final=True, provider_status="KYC Renewal Deadline Exceeded")
+def _renewal_deadline(env: RawEnvelope, name: str, journey: str, body: JsonObject) -> Normalised:
+    return event(
+        env,
+        "kyc",
+        journey,
+        name,
+        "expired",
+        Order(klass=TERMINAL, attempt=None),
+        final=True,
+        provider_status="KYC Renewal Deadline Exceeded",
+    )
 
 
 def _aml_update(env: RawEnvelope, name: str, journey: str, body: JsonObject) -> Normalised:
@@ -137,9 +176,17 @@ def _aml_update(env: RawEnvelope, name: str, journey: str, body: JsonObject) -> 
     version = integer(body, "updatedAMLVersionNumber") or 0
     manual = MANUAL.get(token(text(body, "manualDecision")) or "") is not None
     previous = text(body, "previousSystemDecision")
-    return event(env, "aml_monitoring", journey, name, status, Order(klass=0, time=version),
-                 decided_by="manual" if manual else "auto", provider_status=decision,
-                 reasons=(f"previous:{previous}",) if previous else ())
+    return event(
+        env,
+        "aml_monitoring",
+        journey,
+        name,
+        status,
+        Order(klass=0, time=version),
+        decided_by="manual" if manual else "auto",
+        provider_status=decision,
+        reasons=(f"previous:{previous}",) if previous else (),
+    )
 
 
 def _step(note: str) -> Handler:
@@ -170,7 +217,14 @@ HANDLERS: dict[str, Handler] = {
     "finishedongoingcheck": _step("spot check finished"),  # older name
 }
 EVENT_TYPES = (
-    "Finished Journey", "Manually Reviewed", "AML Monitor Update", "Finished User Steps",
-    "Finished Step", "Updated Journey", "Verification Update Required",
-    "KYC Renewal Deadline Exceeded", "Finished Spot Check", "Step Submitted",
+    "Finished Journey",
+    "Manually Reviewed",
+    "AML Monitor Update",
+    "Finished User Steps",
+    "Finished Step",
+    "Updated Journey",
+    "Verification Update Required",
+    "KYC Renewal Deadline Exceeded",
+    "Finished Spot Check",
+    "Step Submitted",
 )

@@ -38,8 +38,11 @@ IDV_STATUSES = {  # IdentityVerification.StatusChanged payload.status -> (status
     "aborted": ("canceled", TERMINAL),
     "expired": ("expired", TERMINAL),
 }
-DOCUMENT_STATUSES = {"needreview": "need_review", "validated": "validated",
-                     "invalidated": "invalidated"}
+DOCUMENT_STATUSES = {
+    "needreview": "need_review",
+    "validated": "validated",
+    "invalidated": "invalidated",
+}
 
 
 def normalise(env: RawEnvelope) -> Normalised:
@@ -58,8 +61,7 @@ def normalise(env: RawEnvelope) -> Normalised:
         return handler(env, event_type, payload, time)
     idv = text(payload, "identityVerificationId", ci=True)
     if idv:
-        return history(env, "kyc", idv, event_type, "unknown Ondato event type",
-                       recognised=False)
+        return history(env, "kyc", idv, event_type, "unknown Ondato event type", recognised=False)
     return unrecognised(env, f"unknown Ondato event type {event_type!r}", event_type)
 
 
@@ -70,20 +72,28 @@ def _idv_consented(env: RawEnvelope, kind: str, payload: JsonObject, time: int) 
     return history(env, "kyc", idv, kind, "consent accepted")
 
 
-def _idv_status_changed(env: RawEnvelope, kind: str, payload: JsonObject,
-                        time: int) -> Normalised:
+def _idv_status_changed(env: RawEnvelope, kind: str, payload: JsonObject, time: int) -> Normalised:
     idv = text(payload, "id", ci=True)
     raw = text(payload, "status", ci=True)
     if idv is None:
         return unrecognised(env, f"{kind} without payload.id", kind)
     mapped = IDV_STATUSES.get(token(raw) or "")
     if mapped is None:  # e.g. Suspended ("continue later"): recorded, no status change
-        return history(env, "kyc", idv, kind, f"identity verification {raw or 'status'}",
-                       provider_status=raw)
+        return history(
+            env, "kyc", idv, kind, f"identity verification {raw or 'status'}", provider_status=raw
+        )
     status, klass = mapped
-    return event(env, "kyc", idv, kind, status, Order(klass=klass, time=time),
-                 final=klass == TERMINAL, provider_status=raw,
-                 reasons=_reasons(payload))
+    return event(
+        env,
+        "kyc",
+        idv,
+        kind,
+        status,
+        Order(klass=klass, time=time),
+        final=klass == TERMINAL,
+        provider_status=raw,
+        reasons=_reasons(payload),
+    )
 
 
 def _kyc(status: str | None, klass: int) -> Handler:
@@ -93,16 +103,22 @@ def _kyc(status: str | None, klass: int) -> Handler:
             return unrecognised(env, f"{kind} without payload.identityVerificationId", kind)
         raw = text(payload, "status", ci=True)
         if status is None:
-            return history(env, "kyc", idv, kind, "identification data updated",
-                           provider_status=raw)
+            return history(
+                env, "kyc", idv, kind, "identification data updated", provider_status=raw
+            )
         decided = klass >= AUTO_DECISION
-        manual = decided and (text(payload, "statusReason", ci=True) or "").startswith(
-            "Manually")
+        manual = decided and (text(payload, "statusReason", ci=True) or "").startswith("Manually")
         return event(
-            env, "kyc", idv, kind, status,
+            env,
+            "kyc",
+            idv,
+            kind,
+            status,
             Order(klass=MANUAL_DECISION if manual else klass, time=time),
-            final=decided, decided_by=("manual" if manual else "auto") if decided else None,
-            provider_status=raw, reasons=_reasons(payload),
+            final=decided,
+            decided_by=("manual" if manual else "auto") if decided else None,
+            provider_status=raw,
+            reasons=_reasons(payload),
         )
 
     return handle
@@ -114,9 +130,17 @@ def _kyb(status: str) -> Handler:
         if kyb is None:
             return unrecognised(env, f"{kind} without payload.id", kind)
         order = Order(klass=lifecycle("kyb").tiers[status], time=time)
-        return event(env, "kyb", kyb, kind, status, order, final=status != "submitted",
-                     provider_status=text(payload, "status", ci=True),
-                     reasons=_reasons(payload))
+        return event(
+            env,
+            "kyb",
+            kyb,
+            kind,
+            status,
+            order,
+            final=status != "submitted",
+            provider_status=text(payload, "status", ci=True),
+            reasons=_reasons(payload),
+        )
 
     return handle
 
@@ -135,8 +159,17 @@ def _document(status: str | None) -> Handler:
             return unrecognised(env, f"{kind} with unknown document status {raw!r}", kind)
         order = Order(klass=lifecycle("kyb_document").tiers[mapped], time=time)
         parent = None if kyb is None else Subject("ondato", "kyb", kyb)
-        return event(env, "kyb_document", document, kind, mapped, order,
-                     final=mapped == "deleted", provider_status=raw, parent=parent)
+        return event(
+            env,
+            "kyb_document",
+            document,
+            kind,
+            mapped,
+            order,
+            final=mapped == "deleted",
+            provider_status=raw,
+            parent=parent,
+        )
 
     return handle
 
@@ -163,10 +196,18 @@ HANDLERS: dict[str, Handler] = {
     "kybidentification.document.deleted": _document("deleted"),
 }
 EVENT_TYPES = (
-    "IdentityVerification.Consented", "IdentityVerification.StatusChanged",
-    "KycIdentification.Created", "KycIdentification.Processed",
-    "KycIdentification.Approved", "KycIdentification.Rejected", "KycIdentification.Updated",
-    "KybIdentification.Created", "KybIdentification.Approved", "KybIdentification.Rejected",
-    "KybIdentification.Document.Created", "KybIdentification.Document.Uploaded",
-    "KybIdentification.Document.Updated", "KybIdentification.Document.Deleted",
+    "IdentityVerification.Consented",
+    "IdentityVerification.StatusChanged",
+    "KycIdentification.Created",
+    "KycIdentification.Processed",
+    "KycIdentification.Approved",
+    "KycIdentification.Rejected",
+    "KycIdentification.Updated",
+    "KybIdentification.Created",
+    "KybIdentification.Approved",
+    "KybIdentification.Rejected",
+    "KybIdentification.Document.Created",
+    "KybIdentification.Document.Uploaded",
+    "KybIdentification.Document.Updated",
+    "KybIdentification.Document.Deleted",
 )

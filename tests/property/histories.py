@@ -1,0 +1,308 @@
+"""Hypothesis strategies: realistic per-subject webhook histories for each provider/kind.
+
+A history is a list of *blocks*; each block is a list of distinct webhooks. Within a
+block the providers' own data (times, attempts, lifecycle) orders every status-bearing
+event, so any arrival order must converge. Blocks must arrive in order only where the
+provider gives no ordering data at all (IDWise attempts, opened by Verification Update
+Required) — the documented last-resort use of arrival order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import strategies as st
+
+from tests import payloads as p
+from tests.payloads import Webhook
+
+History = list[list[Webhook]]
+DECISION = st.sampled_from(["APPROVED", "DENIED", "SUSPECTED"])
+
+
+def _utc(seconds: int, digits: int = 7) -> str:
+    minutes, second = divmod(seconds, 60)
+    base = f"2026-11-22T10:{minutes:02d}:{second:02d}"
+    return base + ("." + "1234567"[:digits] if digits else "") + "Z"
+
+
+@st.composite
+def idenfy_kyc(draw: st.DrawFn) -> History:
+    scan = "scan-" + draw(st.sampled_from("abc"))
+    events: list[Webhook] = []
+    for number in range(draw(st.integers(1, 3))):
+        start = 1_700_000_000 + number * 1000
+        opener = "IDENTIFICATION_AUTO_FINISHED" if number == 0 else "IDENTIFICATION_RESUBMITTED"
+        final = draw(st.booleans())
+        overall = (
+            draw(DECISION) if final else draw(st.sampled_from(["REVIEWING", "SUSPECTED", "DENIED"]))
+        )
+        if draw(st.booleans()) or number > 0:
+            events.append(
+                p.idenfy_identification(
+                    opener, scan, final=final, overall=overall, start=start, finish=start + 60
+                )
+            )
+        if not final and draw(st.booleans()):
+            events.append(
+                p.idenfy_identification(
+                    "IDENTIFICATION_MANUAL_FINISHED",
+                    scan,
+                    overall=draw(DECISION),
+                    start=start,
+                    finish=start + 60,
+                    manual=True,
+                )
+            )
+        if draw(st.integers(0, 3)) == 0:
+            ending = draw(st.sampled_from(["IDENTIFICATION_EXPIRED", "IDENTIFICATION_CANCELLED"]))
+            events.append(
+                p.idenfy_identification(
+                    ending, scan, final=True, overall="EXPIRED", start=start, finish=start + 90
+                )
+            )
+        if draw(st.booleans()):
+            events.append(p.idenfy("VIDEO_CALL_FINISHED", {"scanRef": scan, "n": number}))
+    return [events]
+
+
+@st.composite
+def idenfy_kyb(draw: st.DrawFn) -> History:
+    company = "company-1"
+    events: list[Webhook] = []
+    submissions = draw(st.integers(1, 3))
+    for n in range(submissions):
+        events.append(
+            p.idenfy_company(
+                "COMPANY_SUBMIT", id=company, clientId="c", submissionTime=_utc(n * 20, 3)
+            )
+        )
+        if n < submissions - 1 or draw(st.booleans()):
+            events.append(
+                p.idenfy_company(
+                    "COMPANY_INFO_REQUEST",
+                    companyId=company,
+                    token="t",
+                    email="ops@example.com",
+                    manager=None,
+                    status="REQUESTED",
+                    date=_utc(n * 20 + 10, 0),
+                )
+            )
+    if draw(st.booleans()):
+        events.append(
+            p.idenfy_company(
+                "COMPANY_REVIEW",
+                id=company,
+                companyName="ACME",
+                clientId="c",
+                approvalStatus=draw(st.sampled_from(["APPROVED", "DENIED"])),
+                statusChangedBy={"id": 7, "email": "reviewer@example.com"},
+            )
+        )
+    if draw(st.booleans()):
+        events.append(
+            p.idenfy_company(
+                "COMPANY_AML_REVIEW",
+                id="beneficiary-9",
+                companyId=company,
+                amlReviewSubjectType="BENEFICIARY",
+                overallStatus="NO_FLAGS",
+            )
+        )
+    if draw(st.integers(0, 3)) == 0:
+        events.append(
+            p.idenfy_company("COMPANY_EXPIRATION", id=company, expirationStatus="EXPIRED")
+        )
+    if draw(st.integers(0, 3)) == 0:
+        events.append(
+            p.idenfy_company("COMPANY_DELETE", companyId=company, manager=None, date=_utc(59, 0))
+        )
+    return [events]
+
+
+@st.composite
+def ondato_kyc(draw: st.DrawFn) -> History:
+    steps: list[tuple[str, Any]] = [
+        ("idv", "Pending"),
+        ("kyc", "Created"),
+        ("idv", "InProgress"),
+        ("kyc", "Processed"),
+        ("idv", "Completed"),
+        ("kyc", "Approved"),
+        ("kyc", "Rejected"),
+        ("kyc", "Updated"),
+        ("idv", "Expired"),
+        ("idv", "Aborted"),
+    ]
+    chosen = draw(st.lists(st.sampled_from(range(len(steps))), min_size=1, unique=True))
+    events: list[Webhook] = []
+    for n, index in enumerate(sorted(chosen)):
+        source, name = steps[index]
+        created = _utc(index * 5 + n % 2, draw(st.sampled_from([0, 3, 7])))
+        if source == "idv":
+            events.append(p.ondato_idv(name, webhook_id=f"w{index}", created=created))
+        else:
+            reason = draw(
+                st.sampled_from(
+                    ["AutomaticallyIdentified", "ManuallyIdentified", "ManuallyRejected", None]
+                )
+            )
+            events.append(
+                p.ondato_kyc(
+                    name,
+                    reason=reason,
+                    webhook_id=f"w{index}",
+                    created=created,
+                    pascal=draw(st.booleans()),
+                )
+            )
+    return [events]
+
+
+@st.composite
+def ondato_kyb(draw: st.DrawFn) -> History:
+    names = draw(
+        st.lists(st.sampled_from(["Created", "Approved", "Rejected"]), min_size=1, max_size=4)
+    )
+    return [
+        [
+            p.ondato_kyb(name, webhook_id=f"k{n}", created=_utc(n * 7))
+            for n, name in enumerate(names)
+        ]
+    ]
+
+
+@st.composite
+def ondato_documents(draw: st.DrawFn) -> History:
+    flow = draw(
+        st.lists(
+            st.sampled_from(
+                [
+                    ("Created", "NeedReview"),
+                    ("Uploaded", "NeedReview"),
+                    ("Updated", "Validated"),
+                    ("Updated", "Invalidated"),
+                    ("Deleted", "Invalidated"),
+                ]
+            ),
+            min_size=1,
+            max_size=6,
+        )
+    )
+    return [
+        [
+            p.ondato_document(event, status=status, webhook_id=f"d{n}", created=_utc(n * 3))
+            for n, (event, status) in enumerate(flow)
+        ]
+    ]
+
+
+@st.composite
+def idwise_kyc(draw: st.DrawFn) -> History:
+    blocks: History = []
+    ids = iter(range(1000))
+    for number in range(draw(st.integers(1, 3))):
+        block: list[Webhook] = []
+        if number > 0:  # opens the attempt by arriving first: a block of its own
+            blocks.append(
+                [
+                    p.idwise(
+                        "Verification Update Required",
+                        event_id=f"e{next(ids)}",
+                        trigger="Manual Review",
+                        requiredSteps=[{"stepId": "20", "reasonCode": "blurry"}],
+                    )
+                ]
+            )
+        for step in range(draw(st.integers(0, 2))):
+            block.append(p.idwise("Finished Step", event_id=f"e{next(ids)}", stepId=str(step)))
+        if draw(st.booleans()):
+            block.append(
+                p.idwise("Finished User Steps", event_id=f"e{next(ids)}", systemDecision="Refer")
+            )
+        if draw(st.booleans()):
+            block.append(
+                p.idwise(
+                    "Finished Journey",
+                    event_id=f"e{next(ids)}",
+                    systemDecision=draw(st.sampled_from(["Complete", "Refer", "Incomplete"])),
+                    manualDecision=None,
+                )
+            )
+        reviewer = draw(st.sampled_from([None, "Manually Reviewed", "Updated Journey"]))
+        if reviewer:
+            verdict = draw(st.sampled_from(["Approved", "Rejected"]))
+            block.append(
+                p.idwise(
+                    reviewer,
+                    event_id=f"e{next(ids)}",
+                    systemDecision="Refer",
+                    manualDecision=verdict,
+                    finalDecision=verdict,
+                    action="Manual Review",
+                )
+            )
+        blocks.append(block)
+    return [b for b in blocks if b]
+
+
+@st.composite
+def idwise_aml(draw: st.DrawFn) -> History:
+    versions = draw(st.lists(st.integers(1, 20), min_size=1, max_size=5, unique=True))
+    return [
+        [
+            p.idwise(
+                "AML Monitor Update",
+                event_id=f"a{v}",
+                updatedAMLVersionNumber=v,
+                systemDecision=draw(st.sampled_from(["Complete", "Refer"])),
+                previousSystemDecision="Complete",
+            )
+            for v in versions
+        ]
+    ]
+
+
+@st.composite
+def idenfy_document_expiry(draw: st.DrawFn) -> History:
+    thresholds = draw(
+        st.lists(
+            st.sampled_from(
+                [
+                    "DOCUMENT_EXPIRES_WITHIN_30_DAYS",
+                    "DOCUMENT_EXPIRES_WITHIN_7_DAYS",
+                    "DOCUMENT_EXPIRES_WITHIN_1_DAY",
+                    "DOCUMENT_EXPIRED",
+                ]
+            ),
+            min_size=1,
+            unique=True,
+        )
+    )
+    return [
+        [
+            p.idenfy(
+                "DOCUMENT_EXPIRATION",
+                {
+                    "scanRef": "s",
+                    "clientId": "c",
+                    "expirationThreshold": t,
+                    "documentExpiration": "2027-01-01",
+                },
+            )
+            for t in thresholds
+        ]
+    ]
+
+
+HISTORIES = {
+    "idenfy/kyc": idenfy_kyc(),
+    "idenfy/kyb": idenfy_kyb(),
+    "idenfy/document_expiration": idenfy_document_expiry(),
+    "ondato/kyc": ondato_kyc(),
+    "ondato/kyb": ondato_kyb(),
+    "ondato/kyb_document": ondato_documents(),
+    "idwise/kyc": idwise_kyc(),
+    "idwise/aml_monitoring": idwise_aml(),
+}
