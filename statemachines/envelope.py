@@ -37,7 +37,14 @@ KEPT_HEADERS = frozenset(
 def keep_headers(headers: Iterable[tuple[str, str]] | Mapping[str, str]) -> dict[str, str]:
     """Lower-cased allow-listed headers; credential headers never pass."""
     pairs = headers.items() if isinstance(headers, Mapping) else headers
-    return {name.lower(): value for name, value in pairs if name.lower() in KEPT_HEADERS}
+    return {
+        name.lower(): _valid_text(value) for name, value in pairs if name.lower() in KEPT_HEADERS
+    }
+
+
+def _valid_text(value: str) -> str:
+    """Servers may decode undecodable header bytes to lone surrogates; store valid UTF-8."""
+    return value.encode("utf-8", "replace").decode("utf-8")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,11 +111,17 @@ def envelope_to_json(env: RawEnvelope) -> bytes:
     )
 
 
+_REQUIRED = ("provider", "body", "received_at", "dedup_key", "body_sha256")
+
+
 def envelope_from_json(data: bytes) -> RawEnvelope:
     """Inverse of `envelope_to_json`; raises ValueError on a malformed record."""
     raw: Any = pydantic_core.from_json(data)
     if not isinstance(raw, dict):
         raise ValueError("envelope record is not a JSON object")
+    missing = [name for name in _REQUIRED if not isinstance(raw.get(name), str)]
+    if missing:
+        raise ValueError(f"malformed envelope record: {', '.join(missing)} must be strings")
     try:
         return RawEnvelope(
             provider=str(raw["provider"]),

@@ -127,7 +127,8 @@ def initial(subject: Subject) -> SubjectState:
 def fold(state: SubjectState | None, event: CanonicalEvent) -> Outcome:
     """Apply one canonical event to its subject's state. Pure and total."""
     state = state if state is not None else initial(event.subject)
-    digest = hashlib.blake2b(event.dedup_key.encode(), digest_size=8).digest()
+    key = event.dedup_key.encode("utf-8", "surrogatepass")
+    digest = hashlib.blake2b(key, digest_size=8).digest()
     if _seen(state.seen, digest):
         return Outcome(state, _note(state, event, DUPLICATE, "this delivery was already applied"))
     state = replace(

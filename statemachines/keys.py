@@ -13,6 +13,9 @@ from statemachines.payload import dig, get_ci, parse_object, text
 
 
 def dedup_key(provider: str, headers: Mapping[str, str], body: bytes, body_sha256: str) -> str:
+    if provider == "idenfy":  # no delivery id exists, readable body or not
+        event_type = headers.get("idenfy-event-type", "").strip().upper() or "-"
+        return f"idenfy:{event_type}:{body_sha256}"
     doc = parse_object(body)
     if isinstance(doc, dict):
         if provider == "idwise":
@@ -23,7 +26,4 @@ def dedup_key(provider: str, headers: Mapping[str, str], body: bytes, body_sha25
             webhook_id = text(get_ci(doc, "id"), ci=True)
             if webhook_id:
                 return f"ondato:webhook:{webhook_id}"
-        elif provider == "idenfy":
-            event_type = headers.get("idenfy-event-type", "").strip().upper() or "-"
-            return f"idenfy:{event_type}:{body_sha256}"
     return f"{provider}:sha256:{body_sha256}"

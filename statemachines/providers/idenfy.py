@@ -152,6 +152,8 @@ def _company_review(env: RawEnvelope, header: str, doc: JsonObject) -> Normalise
     company = text(doc, "id") or text(doc, "companyId")
     approval = (text(doc, "approvalStatus") or "").upper()
     status = {"APPROVED": "approved", "DENIED": "rejected"}.get(approval)
+    if status is None and approval:  # only a null approvalStatus means "no decision"
+        return unrecognised(env, f"{header} with unknown approvalStatus {approval!r}", header)
     reviewer = doc.get("statusChangedBy")
     return _kyb(
         env,
@@ -168,6 +170,8 @@ def _company_review(env: RawEnvelope, header: str, doc: JsonObject) -> Normalise
 
 def _company_info_request(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
     state = (text(doc, "status") or "").upper()
+    if state not in {"REQUESTED", "EXPIRED", "CANCELED"}:
+        return unrecognised(env, f"{header} with unknown status {state!r}", header)
     status = "info_requested" if state == "REQUESTED" else None
     return _kyb(
         env,
@@ -182,6 +186,8 @@ def _company_info_request(env: RawEnvelope, header: str, doc: JsonObject) -> Nor
 
 def _company_expiration(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
     state = (text(doc, "expirationStatus") or "").upper()
+    if state not in {"", "PENDING", "EXPIRED"}:
+        return unrecognised(env, f"{header} with unknown expirationStatus {state!r}", header)
     status = "expired" if state == "EXPIRED" else None
     return _kyb(
         env,

@@ -78,10 +78,12 @@ def _idv_status_changed(env: RawEnvelope, kind: str, payload: JsonObject, time: 
     if idv is None:
         return unrecognised(env, f"{kind} without payload.id", kind)
     mapped = IDV_STATUSES.get(token(raw) or "")
-    if mapped is None:  # e.g. Suspended ("continue later"): recorded, no status change
+    if mapped is None and token(raw) == "suspended":  # "continue later": no status change
         return history(
-            env, "kyc", idv, kind, f"identity verification {raw or 'status'}", provider_status=raw
+            env, "kyc", idv, kind, "identity verification suspended", provider_status=raw
         )
+    if mapped is None:
+        return unrecognised(env, f"{kind} with unknown status {raw!r}", kind)
     status, klass = mapped
     return event(
         env,
@@ -166,7 +168,7 @@ def _document(status: str | None) -> Handler:
             kind,
             mapped,
             order,
-            final=mapped == "deleted",
+            final=mapped in {"validated", "invalidated", "deleted"},
             provider_status=raw,
             parent=parent,
         )

@@ -1,0 +1,362 @@
+"""Ondato: `{id, createdUtc, payload, type}` webhooks -> canonical events -> projection."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+
+import pytest
+
+from statemachines import CanonicalEvent, Unrecognised, normalise, replay, step
+from statemachines.fold import Annotation, Effect, SubjectState
+from statemachines.providers import ondato as provider
+from tests.payloads import (
+    Webhook,
+    deliver,
+    ondato,
+    ondato_document,
+    ondato_idv,
+    ondato_kyb,
+    ondato_kyc,
+)
+
+Expected = tuple[str, str, str | None, bool, str | None]  # kind, id, status, final, decided_by
+T0 = "2026-11-22T10:00:00Z"  # 0 fractional digits
+T3 = "2026-11-22T10:00:00.123Z"  # 3 digits, later than T0
+T7 = "2026-11-22T10:00:00.1234567Z"  # 7 digits, later than T3 (as strings it sorts first)
+LATER = "2026-11-22T10:05:00.5Z"
+
+
+def canonical(webhook: Webhook) -> CanonicalEvent:
+    result = normalise(deliver(webhook))
+    assert isinstance(result, CanonicalEvent), result
+    return result
+
+
+def fold_all(*webhooks: Webhook) -> SubjectState:
+    """Replay the webhooks in arrival order (offset = position); one subject expected."""
+    states = replay([deliver(w, offset) for offset, w in enumerate(webhooks)])
+    assert len(states) == 1, states
+    return next(iter(states.values()))
+
+
+def effects(*webhooks: Webhook) -> list[Effect]:
+    states: dict[str, SubjectState] = {}
+    found = []
+    for offset, webhook in enumerate(webhooks):
+        result = step(deliver(webhook, offset), states)
+        assert result.outcome is not None, result.event
+        states[result.outcome.state.subject.key] = result.outcome.state
+        found.append(result.outcome.effect)
+    return found
+
+
+def annotation_kind(effect: Effect) -> str:
+    assert isinstance(effect, Annotation), effect
+    return effect.kind
+
+
+def assert_maps(webhook: Webhook, expected: Expected) -> None:
+    """Normalised event and folded projection both say `expected`."""
+    event = canonical(webhook)
+    assert event.subject.provider == "ondato"
+    got = (event.subject.kind, event.subject.id, event.status, event.final, event.decided_by)
+    assert got == expected
+    row = fold_all(webhook).public()
+    assert tuple(row[key] for key in ("kind", "id", "status", "final", "decided_by")) == expected
+    assert (row["provider"], row["version"]) == ("ondato", 1)
+
+
+def assert_quarantined(result: object) -> None:
+    assert isinstance(result, Unrecognised), result
+    assert result.reason
+    assert not result.reason.startswith("normaliser error"), result.reason
+
+
+class TestKycRowsOfTheMappingTable:
+    @pytest.mark.parametrize(
+        ("raw", "status", "final"),
+        [
+            ("Pending", "pending", False),
+            ("InProgress", "in_progress", False),
+            ("Completed", "submitted", False),
+            ("Aborted", "canceled", True),
+            ("Expired", "expired", True),
+        ],
+    )
+    def test_identity_verification_status_change(self, raw: str, status: str, final: bool) -> None:
+        assert_maps(ondato_idv(raw, webhook_id="w1"), ("kyc", "idv-1", status, final, None))
+
+    @pytest.mark.parametrize(
+        ("event", "status"), [("Created", "in_progress"), ("Processed", "submitted")]
+    )
+    def test_kyc_identification_progress(self, event: str, status: str) -> None:
+        assert_maps(ondato_kyc(event, webhook_id="w1"), ("kyc", "idv-1", status, False, None))
+
+    @pytest.mark.parametrize(
+        ("event", "reason", "expected"),
+        [
+            ("Approved", "AutomaticallyIdentified", ("kyc", "idv-1", "approved", True, "auto")),
+            ("Approved", "ManuallyIdentified", ("kyc", "idv-1", "approved", True, "manual")),
+            ("Approved", None, ("kyc", "idv-1", "approved", True, "auto")),
+            ("Rejected", "AutomaticallyUnidentified", ("kyc", "idv-1", "rejected", True, "auto")),
+            ("Rejected", "ManuallyUnidentified", ("kyc", "idv-1", "rejected", True, "manual")),
+        ],
+    )
+    def test_kyc_identification_decision(
+        self, event: str, reason: str | None, expected: Expected
+    ) -> None:
+        assert_maps(ondato_kyc(event, reason=reason, webhook_id="w1"), expected)
+
+    def test_kyc_identification_update_leaves_the_status_unchanged(self) -> None:
+        approved = ondato_kyc("Approved", reason="ManuallyIdentified", webhook_id="w1")
+        updated = ondato_kyc("Updated", status="Approved", webhook_id="w2", created=LATER)
+        assert canonical(updated).status is None
+        row = fold_all(approved, updated).public()
+        assert (row["status"], row["decided_by"], row["version"]) == ("approved", "manual", 2)
+
+
+class TestKybRowsOfTheMappingTable:
+    @pytest.mark.parametrize(
+        ("event", "status", "final"),
+        [
+            ("Created", "submitted", False),
+            ("Approved", "approved", True),
+            ("Rejected", "rejected", True),
+        ],
+    )
+    def test_kyb_identification(self, event: str, status: str, final: bool) -> None:
+        assert_maps(ondato_kyb(event, webhook_id="w1"), ("kyb", "kyb-1", status, final, None))
+
+    @pytest.mark.parametrize(
+        ("event", "raw", "status", "final"),
+        [
+            ("Created", "NeedReview", "need_review", False),
+            ("Uploaded", "NeedReview", "uploaded", False),
+            ("Deleted", "Validated", "deleted", True),
+        ],
+    )
+    def test_kyb_document(self, event: str, raw: str, status: str, final: bool) -> None:
+        webhook = ondato_document(event, status=raw, webhook_id="w1")
+        assert_maps(webhook, ("kyb_document", "doc-1", status, final, None))
+
+    @pytest.mark.parametrize(
+        ("raw", "status"), [("Validated", "validated"), ("Invalidated", "invalidated")]
+    )
+    def test_kyb_document_update_maps_by_payload_status(self, raw: str, status: str) -> None:
+        event = canonical(ondato_document("Updated", status=raw, webhook_id="w1"))
+        got = (event.subject.kind, event.subject.id, event.status, event.decided_by)
+        assert got == ("kyb_document", "doc-1", status, None)
+        assert fold_all(ondato_document("Updated", status=raw, webhook_id="w1")).status == status
+
+    @pytest.mark.parametrize("raw", ["Validated", "Invalidated"])
+    def test_verified_kyb_document_is_final(self, raw: str) -> None:
+        assert fold_all(ondato_document("Updated", status=raw, webhook_id="w1")).final is True
+
+    def test_kyb_document_carries_its_parent_kyb(self) -> None:
+        event = canonical(ondato_document("Created", kyb="kyb-9", webhook_id="w1"))
+        assert event.parent is not None and event.parent.key == "ondato/kyb/kyb-9"
+        row = fold_all(ondato_document("Created", kyb="kyb-9", webhook_id="w1")).public()
+        assert (row["parent_kind"], row["parent_id"]) == ("kyb", "kyb-9")
+
+
+# One payload per documented type, and the subject it belongs to (design.md §4).
+KYC_PAYLOAD = {"id": "kyc-1", "identityVerificationId": "idv-1", "status": "Approved"}
+DOC_PAYLOAD = {"id": "doc-1", "kybIdentificationId": "kyb-1", "status": "Validated"}
+KYC, KYB, DOC = "kyc/idv-1", "kyb/kyb-1", "kyb_document/doc-1"
+SAMPLES: dict[str, tuple[dict[str, Any], str]] = {
+    "IdentityVerification.Consented": ({"id": "idv-1"}, KYC),
+    "IdentityVerification.StatusChanged": ({"id": "idv-1", "status": "Pending"}, KYC),
+    "KycIdentification.Created": (KYC_PAYLOAD, KYC),
+    "KycIdentification.Processed": (KYC_PAYLOAD, KYC),
+    "KycIdentification.Approved": (KYC_PAYLOAD, KYC),
+    "KycIdentification.Rejected": (KYC_PAYLOAD, KYC),
+    "KycIdentification.Updated": (KYC_PAYLOAD, KYC),
+    "KybIdentification.Created": ({"id": "kyb-1"}, KYB),
+    "KybIdentification.Approved": ({"id": "kyb-1"}, KYB),
+    "KybIdentification.Rejected": ({"id": "kyb-1"}, KYB),
+    "KybIdentification.Document.Created": (DOC_PAYLOAD, DOC),
+    "KybIdentification.Document.Uploaded": (DOC_PAYLOAD, DOC),
+    "KybIdentification.Document.Updated": (DOC_PAYLOAD, DOC),
+    "KybIdentification.Document.Deleted": (DOC_PAYLOAD, DOC),
+}
+SPELLINGS = {
+    "camelCase keys": lambda t: (t, False),
+    "PascalCase keys": lambda t: (t, True),
+    "lower-case type": lambda t: (t.lower(), False),
+    "upper-case type, PascalCase keys": lambda t: (t.upper(), True),
+}
+
+
+class TestEveryEventTypeBelongsToItsSubject:
+    def test_the_samples_cover_all_14_event_types(self) -> None:
+        assert len(provider.EVENT_TYPES) == 14
+        assert set(SAMPLES) == set(provider.EVENT_TYPES)
+
+    @pytest.mark.parametrize("spelling", SPELLINGS)
+    @pytest.mark.parametrize("event_type", provider.EVENT_TYPES)
+    def test_event_belongs_to_its_subject_in_any_spelling(
+        self, event_type: str, spelling: str
+    ) -> None:
+        payload, subject = SAMPLES[event_type]
+        spelt, pascal = SPELLINGS[spelling](event_type)
+        event = canonical(ondato(spelt, payload, webhook_id="w1", pascal=pascal))
+        plain = canonical(ondato(event_type, payload, webhook_id="w1"))
+        assert event.subject.key == f"ondato/{subject}"
+        assert (event.status, event.final, event.decided_by) == (
+            plain.status,
+            plain.final,
+            plain.decided_by,
+        )
+
+    def test_payload_keys_are_read_case_insensitively(self) -> None:
+        payload = {"Id": "kyc-1", "IdentityVerificationId": "idv-1", "StatusReason": "ManuallyX"}
+        event = canonical(ondato("KycIdentification.Approved", payload, webhook_id="w1"))
+        assert (event.subject.id, event.decided_by) == ("idv-1", "manual")
+
+    def test_unknown_type_naming_a_verification_is_unknown_history(self) -> None:
+        payload = {"id": "form-1", "identityVerificationId": "idv-1", "status": "Unfinished"}
+        webhook = ondato("Form.Created", payload, webhook_id="w1")
+        event = canonical(webhook)
+        got = (event.subject.key, event.status, event.recognised)
+        assert got == ("ondato/kyc/idv-1", None, False)
+        assert annotation_kind(effects(webhook)[0]) == "unknown"
+        assert (fold_all(webhook).status, fold_all(webhook).version) == (None, 1)
+
+    def test_unknown_type_without_a_verification_is_quarantined(self) -> None:
+        webhook = ondato("Form.Created", {"id": "form-1", "status": "Unfinished"}, webhook_id="w1")
+        assert_quarantined(normalise(deliver(webhook)))
+
+
+class TestDecisionsWhereTheDocumentsAreSilent:
+    def test_created_utc_with_0_3_and_7_digits_orders_as_time(self) -> None:
+        webhooks = [
+            ondato_idv("Completed", webhook_id="w0", created=T0),
+            ondato_idv("InProgress", webhook_id="w3", created=T3),
+            ondato_idv("Pending", webhook_id="w7", created=T7),
+        ]
+        for order in itertools.permutations(webhooks):
+            state = fold_all(*order)
+            assert (state.status, state.version, state.cause_event) == (
+                "pending",
+                3,
+                "IdentityVerification.StatusChanged",
+            )
+            assert state.provider_status == "Pending"
+
+    def test_pending_created_later_than_in_progress_wins_in_either_order(self) -> None:
+        progress = ondato_idv("InProgress", webhook_id="w1", created=T3)
+        pending = ondato_idv("Pending", webhook_id="w2", created=T7)
+        assert fold_all(progress, pending).status == "pending"
+        assert fold_all(pending, progress).status == "pending"
+        assert annotation_kind(effects(pending, progress)[1]) == "late"
+
+    @pytest.mark.parametrize("completed_at", [T0, LATER])
+    def test_completed_never_overrides_the_approval(self, completed_at: str) -> None:
+        approved = ondato_kyc("Approved", webhook_id="w1", created=T3)
+        completed = ondato_idv("Completed", webhook_id="w2", created=completed_at)
+        for order in [(approved, completed), (completed, approved)]:
+            row = fold_all(*order).public()
+            assert (row["status"], row["final"], row["decided_by"]) == ("approved", True, "auto")
+
+    @pytest.mark.parametrize("raw", ["Aborted", "Expired"])
+    def test_abort_or_expiry_never_overrides_the_decision(self, raw: str) -> None:
+        rejected = ondato_kyc("Rejected", webhook_id="w1", created=T0)
+        ended = ondato_idv(raw, webhook_id="w2", created=LATER)
+        assert fold_all(rejected, ended).status == fold_all(ended, rejected).status == "rejected"
+
+    def test_kyc_event_maps_by_type_not_by_payload_status(self) -> None:
+        webhook = ondato_kyc("Approved", status="Rejected", webhook_id="w1")
+        assert canonical(webhook).status == "approved"
+
+    def test_manual_decision_beats_a_later_automatic_one(self) -> None:
+        manual = ondato_kyc("Rejected", reason="ManuallyUnidentified", webhook_id="w1", created=T0)
+        auto = ondato_kyc(
+            "Approved", reason="AutomaticallyIdentified", webhook_id="w2", created=LATER
+        )
+        for order in [(manual, auto), (auto, manual)]:
+            row = fold_all(*order).public()
+            assert (row["status"], row["decided_by"]) == ("rejected", "manual")
+
+    def test_status_reason_is_kept_as_a_reason(self) -> None:
+        webhook = ondato_kyc("Rejected", reason="ManuallyUnidentified", webhook_id="w1")
+        row = fold_all(webhook).public()
+        assert (row["reasons"], row["provider_status"]) == (["ManuallyUnidentified"], "Rejected")
+
+
+class TestFoldingAnnotations:
+    def test_duplicate_webhook_id_changes_nothing(self) -> None:
+        webhook = ondato_kyc("Approved", webhook_id="w1")
+        assert annotation_kind(effects(webhook, webhook)[1]) == "duplicate"
+        assert fold_all(webhook, webhook) == fold_all(webhook)
+
+    def test_kyc_update_is_history_that_bumps_the_version(self) -> None:
+        approved = ondato_kyc("Approved", webhook_id="w1")
+        updated = ondato_kyc("Updated", status="Approved", webhook_id="w2")
+        assert annotation_kind(effects(approved, updated)[1]) == "history"
+        assert fold_all(approved, updated).version == fold_all(approved).version + 1
+
+    def test_deleted_document_absorbs_a_later_arriving_validation(self) -> None:
+        deleted = ondato_document("Deleted", webhook_id="w1", created=T0)
+        validated = ondato_document("Updated", status="Validated", webhook_id="w2", created=LATER)
+        assert annotation_kind(effects(deleted, validated)[1]) == "superseded"
+        assert fold_all(deleted, validated).status == "deleted"
+
+
+def raw_envelope(doc: Any) -> Webhook:
+    return ("ondato", {"Content-Type": "application/json"}, json.dumps(doc).encode())
+
+
+BAD_BODIES = {
+    "empty": b"",
+    "not json": b"<xml/>",
+    "invalid utf-8": b'{"id": "w1", "type": "KycIdentification.Approved\xff"}',
+    "json array": b'[{"type": "KycIdentification.Approved"}]',
+    "100000 nested lists": b"[" * 100_000 + b"]" * 100_000,
+    "deep payload": b'{"id":"w1","type":"KybIdentification.Created","payload":'
+    + b"[" * 100_000
+    + b"]" * 100_000
+    + b"}",
+}
+
+
+class TestBadInputIsQuarantinedNeverRaised:
+    @pytest.mark.parametrize("body", BAD_BODIES.values(), ids=BAD_BODIES.keys())
+    def test_unreadable_body(self, body: bytes) -> None:
+        envelope = deliver(("ondato", {}, body))
+        assert_quarantined(normalise(envelope))
+        assert replay([envelope]) == {}
+
+    @pytest.mark.parametrize(
+        "doc",
+        [
+            {"id": "w1", "payload": KYC_PAYLOAD},
+            {"id": "w1", "type": "KycIdentification.Approved"},
+            {"id": "w1", "type": "KycIdentification.Approved", "payload": "idv-1"},
+        ],
+        ids=["no type", "no payload", "payload not an object"],
+    )
+    def test_malformed_envelope(self, doc: dict[str, Any]) -> None:
+        assert_quarantined(normalise(deliver(raw_envelope(doc))))
+
+    @pytest.mark.parametrize("event_type", provider.EVENT_TYPES)
+    def test_event_without_its_subject_id(self, event_type: str) -> None:
+        webhook = ondato(event_type, {"status": "Approved", "applicationId": "a"}, webhook_id="w1")
+        assert_quarantined(normalise(deliver(webhook)))
+
+    def test_document_update_with_unknown_status(self) -> None:
+        webhook = ondato_document("Updated", status="Frobnicated", webhook_id="w1")
+        assert_quarantined(normalise(deliver(webhook)))
+
+    def test_identity_verification_with_unknown_status(self) -> None:
+        assert_quarantined(normalise(deliver(ondato_idv("Frobnicated", webhook_id="w1"))))
+
+    def test_documented_suspended_status_is_history_not_a_status(self) -> None:
+        active = ondato_idv("InProgress", webhook_id="w1", created=T0)
+        suspended = ondato_idv("Suspended", webhook_id="w2", created=LATER)
+        assert canonical(suspended).status is None
+        assert (fold_all(active, suspended).status, fold_all(active, suspended).version) == (
+            "in_progress",
+            2,
+        )
