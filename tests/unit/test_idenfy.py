@@ -7,64 +7,24 @@ from typing import Any
 
 import pytest
 
-from statemachines import CanonicalEvent, Unrecognised, normalise, replay, step
-from statemachines.fold import Annotation, Effect, SubjectState
+from statemachines import normalise, replay
 from statemachines.providers import idenfy
 from tests.payloads import Webhook, deliver, idenfy_company, idenfy_identification
+from tests.unit.folding import (
+    Expected,
+    annotation_kind,
+    assert_maps,
+    assert_quarantined,
+    canonical,
+    effects,
+    fold_all,
+)
 
 SCAN_REF = "3af0b5c2-6ac8-11ee-b962-0242ac120002"
 ATTEMPT_2 = {"start": 1_700_100_000, "finish": 1_700_100_090}
 MANAGER = {"id": 7, "email": "reviewer@example.com", "name": "Ann", "surname": "Lee"}
 MANUAL = "IDENTIFICATION_MANUAL_FINISHED"
 RESUBMITTED = "IDENTIFICATION_RESUBMITTED"
-Expected = tuple[str, str, str | None, bool, str | None]  # kind, id, status, final, decided_by
-
-
-def canonical(webhook: Webhook) -> CanonicalEvent:
-    result = normalise(deliver(webhook))
-    assert isinstance(result, CanonicalEvent), result
-    return result
-
-
-def fold_all(*webhooks: Webhook) -> SubjectState:
-    """Replay the webhooks in arrival order (offset = position); one subject expected."""
-    states = replay([deliver(w, offset) for offset, w in enumerate(webhooks)])
-    assert len(states) == 1, states
-    return next(iter(states.values()))
-
-
-def effects(*webhooks: Webhook) -> list[Effect]:
-    """What folding each webhook did, in arrival order."""
-    states: dict[str, SubjectState] = {}
-    found = []
-    for offset, webhook in enumerate(webhooks):
-        result = step(deliver(webhook, offset), states)
-        assert result.outcome is not None, result.event
-        states[result.outcome.state.subject.key] = result.outcome.state
-        found.append(result.outcome.effect)
-    return found
-
-
-def annotation_kind(effect: Effect) -> str:
-    assert isinstance(effect, Annotation), effect
-    return effect.kind
-
-
-def assert_maps(webhook: Webhook, expected: Expected) -> None:
-    """Normalised event and folded projection both say `expected`."""
-    event = canonical(webhook)
-    assert event.subject.provider == "idenfy"
-    got = (event.subject.kind, event.subject.id, event.status, event.final, event.decided_by)
-    assert got == expected
-    row = fold_all(webhook).public()
-    assert tuple(row[key] for key in ("kind", "id", "status", "final", "decided_by")) == expected
-    assert (row["provider"], row["version"]) == ("idenfy", 1)
-
-
-def assert_quarantined(result: object) -> None:
-    assert isinstance(result, Unrecognised), result
-    assert result.reason
-    assert not result.reason.startswith("normaliser error"), result.reason
 
 
 def kyc(status: str | None, final: bool, decided_by: str | None) -> Expected:
