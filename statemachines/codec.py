@@ -7,7 +7,6 @@ depend on where classes live.
 from __future__ import annotations
 
 import base64
-from dataclasses import asdict
 from typing import Any
 
 from statemachines.events import Subject
@@ -15,7 +14,7 @@ from statemachines.fold import Annotation, Effect, SubjectState, Transition
 
 
 def state_to_dict(state: SubjectState) -> dict[str, Any]:
-    data = asdict(state)
+    data = state._asdict()
     data["subject"] = state.subject.key
     data["parent"] = state.parent.key if state.parent else None
     data["seen"] = base64.b64encode(state.seen).decode("ascii")
@@ -52,7 +51,7 @@ def subject_from_key(key: str) -> Subject:
 
 
 def effect_to_dict(effect: Effect) -> dict[str, Any]:
-    data = asdict(effect)
+    data = effect._asdict()
     data["subject"] = effect.subject.key
     data["type"] = "transition" if isinstance(effect, Transition) else "annotation"
     if isinstance(effect, Transition):

@@ -9,13 +9,12 @@ total order that does not depend on arrival.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from statemachines.envelope import RawEnvelope
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Subject:
+class Subject(NamedTuple):
     provider: str
     kind: str
     id: str
@@ -36,8 +35,7 @@ AUTO_DECISION = 4
 MANUAL_DECISION = 5
 
 
-@dataclass(frozen=True, slots=True)
-class Order:
+class Order(NamedTuple):
     """The provider's own ordering information for one event.
 
     attempt: explicit attempt key (iDenfy `startTime`; 0 where a provider has no attempts),
@@ -56,8 +54,7 @@ class Order:
     opens_attempt: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class CanonicalEvent:
+class CanonicalEvent(NamedTuple):
     subject: Subject
     event_type: str  # the provider's name for it: header value, `type` or `event`
     status: str | None  # canonical status asserted; None = lands in history only
@@ -74,8 +71,7 @@ class CanonicalEvent:
     recognised: bool = True  # False: an event type we do not know yet (kept in history)
 
 
-@dataclass(frozen=True, slots=True)
-class Unrecognised:
+class Unrecognised(NamedTuple):
     """An envelope the core cannot read; it goes to the quarantine, with the reason."""
 
     provider: str
@@ -110,7 +106,7 @@ def event(
         dedup_key=env.dedup_key,
         offset=env.offset,
         received_at=env.received_at,
-        **facts,  # type: ignore[arg-type]  # keyword names are checked by the dataclass
+        **facts,  # type: ignore[arg-type]  # keyword names are checked by the record
     )
 
 

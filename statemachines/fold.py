@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import hashlib
 from bisect import bisect_left, insort
-from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from statemachines.events import CanonicalEvent, Subject
 from statemachines.machines import lifecycle
 
 Key = tuple[int, int, int, int, int, int]
+# What a winning event asserts: status, final, decided_by, attempt, provider status, reasons.
+Claim = tuple[str, bool, str | None, int, str | None, tuple[str, ...]]
 
 
-@dataclass(frozen=True, slots=True)
-class SubjectState:
+class SubjectState(NamedTuple):
     """Everything known about one subject; also its projection row."""
 
     subject: Subject
@@ -65,8 +65,7 @@ class SubjectState:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Transition:
+class Transition(NamedTuple):
     """A change of the subject's status or decision, with the event that caused it."""
 
     subject: Subject
@@ -95,8 +94,7 @@ UNKNOWN = "unknown"  # an event type we do not know yet; kept for replay after a
 ILLEGAL = "illegal"  # the lifecycle table has no such step (a bug; never for valid data)
 
 
-@dataclass(frozen=True, slots=True)
-class Annotation:
+class Annotation(NamedTuple):
     subject: Subject
     version: int
     kind: str
@@ -110,8 +108,7 @@ class Annotation:
 Effect = Transition | Annotation
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     state: SubjectState
     effect: Effect
 
@@ -131,29 +128,24 @@ def fold(state: SubjectState | None, event: CanonicalEvent) -> Outcome:
     digest = hashlib.blake2b(key, digest_size=8).digest()
     if _seen(state.seen, digest):
         return Outcome(state, _note(state, event, DUPLICATE, "this delivery was already applied"))
-    state = replace(
-        state,
-        seen=state.seen + digest,
-        version=state.version + 1,
-        updated_at=max(state.updated_at or "", event.received_at),
-        parent=state.parent or event.parent,
-    )
     if event.status is None:
         kind = HISTORY if event.recognised else UNKNOWN
-        return Outcome(state, _note(state, event, kind, event.note or "carries no status"))
-    return _contend(state, event)
+        after = _next(state, event, digest, state.attempt_keys, state.attempt, None)
+        return Outcome(after, _note(after, event, kind, event.note or "carries no status"))
+    return _contend(state, event, digest)
 
 
-def _contend(state: SubjectState, event: CanonicalEvent) -> Outcome:
+def _contend(state: SubjectState, event: CanonicalEvent, digest: bytes) -> Outcome:
     assert event.status is not None
     cycle = lifecycle(event.subject.kind)
     attempt_key = _attempt_key(state, event)
-    if attempt_key not in state.attempt_keys:
-        keys = list(state.attempt_keys)
-        insort(keys, attempt_key)
-        state = replace(state, attempt_keys=tuple(keys))
+    keys, attempt = state.attempt_keys, state.attempt
+    if attempt_key not in keys:
+        grown = list(keys)
+        insort(grown, attempt_key)
+        keys = tuple(grown)
         if state.winner is not None:  # an earlier attempt surfaced late: renumber
-            state = replace(state, attempt=bisect_left(keys, state.winner[1]) + 1)
+            attempt = bisect_left(keys, state.winner[1]) + 1
     key: Key = (
         int(event.status in cycle.absorbing),
         attempt_key,
@@ -162,45 +154,68 @@ def _contend(state: SubjectState, event: CanonicalEvent) -> Outcome:
         event.order.rank,
         event.offset,
     )
-    if state.winner is not None and key < state.winner:
-        return Outcome(state, _outranked(state, event, key))
     destination = cycle.next_status(state.status, event.status)
+    if state.winner is not None and key < state.winner:
+        after = _next(state, event, digest, keys, attempt, None)
+        return Outcome(after, _outranked(after, event, key))
     if destination is None:
+        after = _next(state, event, digest, keys, attempt, None)
         reason = f"no {cycle.kind} step from {state.status or 'new'} to {event.status}"
-        return Outcome(state, _note(state, event, ILLEGAL, reason))
-    attempt = bisect_left(state.attempt_keys, attempt_key) + 1
-    claims = (
+        return Outcome(after, _note(after, event, ILLEGAL, reason))
+    claim = (
         destination,
         event.final,
         event.decided_by,
-        attempt,
+        bisect_left(keys, attempt_key) + 1,
         event.provider_status,
         event.reasons,
     )
-    current = (
+    after = _next(state, event, digest, keys, claim[3], (claim, key))
+    if claim == (
         state.status,
         state.final,
         state.decided_by,
         state.attempt,
         state.provider_status,
         state.reasons,
+    ):
+        return Outcome(after, _note(after, event, UNCHANGED, "asserts the recorded status"))
+    return Outcome(after, _transition(after, event, state.status, cycle.triggers[destination]))
+
+
+def _next(
+    state: SubjectState,
+    event: CanonicalEvent,
+    digest: bytes,
+    attempt_keys: tuple[int, ...],
+    attempt: int,
+    win: tuple[Claim, Key] | None,
+) -> SubjectState:
+    """The one place a successor state is built: one constructor call per event."""
+    if win is None:
+        status, final, decided_by = state.status, state.final, state.decided_by
+        provider_status, reasons, winner = state.provider_status, state.reasons, state.winner
+        cause_event, cause_offset = state.cause_event, state.cause_offset
+    else:
+        (status, final, decided_by, attempt, provider_status, reasons), winner = win
+        cause_event, cause_offset = event.event_type, event.offset
+    return SubjectState(
+        state.subject,
+        status,
+        final,
+        decided_by,
+        attempt,
+        provider_status,
+        reasons,
+        state.version + 1,
+        max(state.updated_at or "", event.received_at),
+        cause_event,
+        cause_offset,
+        state.parent or event.parent,
+        winner,
+        attempt_keys,
+        state.seen + digest,
     )
-    previous = state.status
-    state = replace(
-        state,
-        status=destination,
-        final=event.final,
-        decided_by=event.decided_by,
-        attempt=attempt,
-        provider_status=event.provider_status,
-        reasons=event.reasons,
-        winner=key,
-        cause_event=event.event_type,
-        cause_offset=event.offset,
-    )
-    if claims == current:
-        return Outcome(state, _note(state, event, UNCHANGED, "asserts the recorded status"))
-    return Outcome(state, _transition(state, event, previous, cycle.triggers[destination]))
 
 
 def _attempt_key(state: SubjectState, event: CanonicalEvent) -> int:

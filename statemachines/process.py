@@ -7,7 +7,7 @@ subject key to state: a dict, a Faust table) and stores the state the step retur
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from statemachines.envelope import RawEnvelope
 from statemachines.events import CanonicalEvent, Unrecognised
@@ -15,8 +15,7 @@ from statemachines.fold import Outcome, SubjectState, fold
 from statemachines.normalise import normalise
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
+class Step(NamedTuple):
     envelope: RawEnvelope
     event: CanonicalEvent | Unrecognised
     outcome: Outcome | None  # None when the envelope was unrecognised (quarantine it)

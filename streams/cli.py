@@ -9,7 +9,6 @@ is how an operator checks a provider payload. The service commands (`serve`, `wo
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from datetime import UTC, datetime
@@ -31,7 +30,7 @@ def _normalise(args: argparse.Namespace) -> int:
         out["unrecognised"] = result.reason
         print(json.dumps(out, indent=2))
         return 1
-    out["event"] = _plain(dataclasses.asdict(result))
+    out["event"] = _plain(result)
     outcome = fold(None, result)
     out["projection"] = outcome.state.public()
     print(json.dumps(out, indent=2, default=str))
@@ -39,6 +38,9 @@ def _normalise(args: argparse.Namespace) -> int:
 
 
 def _plain(data: Any) -> Any:
+    """Named tuples (the core's records) as JSON objects, recursively."""
+    if hasattr(data, "_asdict"):
+        return _plain(data._asdict())
     if isinstance(data, dict):
         return {k: _plain(v) for k, v in data.items()}
     if isinstance(data, (list, tuple)):

@@ -65,12 +65,13 @@ def _kyc(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
     scan_ref = text(doc, "scanRef")
     if scan_ref is None:
         return unrecognised(env, f"{header} without scanRef", header)
-    overall = (text(doc, "status", "overall") or "").upper()
+    status = doc.get("status")
+    overall = (text(status, "overall") or "").upper()
     facts = {
         "provider_status": overall or None,
-        "reasons": strings(doc, "status", "fraudTags")
-        + strings(doc, "status", "mismatchTags")
-        + strings(doc, "status", "suspicionReasons"),
+        "reasons": strings(status, "fraudTags")
+        + strings(status, "mismatchTags")
+        + strings(status, "suspicionReasons"),  # legacy name of fraudTags
     }
     attempt = integer(doc, "startTime") or 0
     time = integer(doc, "finishTime") or 0
