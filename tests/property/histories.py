@@ -296,7 +296,65 @@ def idenfy_document_expiry(draw: st.DrawFn) -> History:
     ]
 
 
+# iDenfy services whose lifecycles have tiers; the provider gives no order between two
+# events of one tier, so a history holds at most one event per tier.
+SERVICE_TIERS: dict[str, list[list[dict[str, Any]]]] = {
+    "FACIAL_AUTHENTICATION": [
+        [{"status": "Pending"}],
+        [{"status": s, "failReason": None} for s in ("Success", "Failed", "Expired", "Canceled")],
+    ],
+    "GOV_ORDERED_DOCUMENT": [
+        [{"status": "NOT_ORDERED"}],
+        [{"status": "IN_PROGRESS"}],
+        [{"status": s} for s in ("FINISHED", "FAILED", "TIMED_OUT")],
+    ],
+    "SOS_REPORT": [
+        [{"status": "IN_PROGRESS"}],
+        [{"status": s, "watchlistHitsCount": 0} for s in ("FINISHED", "FAILED")],
+    ],
+    "AML_MONITORING": [
+        [{"status": s, "monitoringId": "mon-1"} for s in ("ACTIVE", "ALERT", "STOPPED")],
+    ],
+    "BANK_CARD_VERIFICATION_COMPLETED": [
+        [{"status": s} for s in ("NOT_COMPARED", "MATCH", "NO_MATCH")],
+    ],
+}
+
+
+@st.composite
+def idenfy_services(draw: st.DrawFn) -> History:
+    header = draw(st.sampled_from(sorted(SERVICE_TIERS)))
+    events = []
+    for tier in SERVICE_TIERS[header]:
+        if draw(st.booleans()):
+            fields = draw(st.sampled_from(tier))
+            events.append(p.idenfy(header, {"id": "svc-1", "scanRef": "scan-1", **fields}))
+    return [events]
+
+
+@st.composite
+def idenfy_age_estimation(draw: st.DrawFn) -> History:
+    """AGE_ESTIMATION carries occurredAt: any number of results, ordered by it."""
+    results = draw(st.lists(st.sampled_from(["COMPLETED", "FAILED"]), min_size=1, max_size=4))
+    return [
+        [
+            p.idenfy(
+                "AGE_ESTIMATION",
+                {
+                    "scanRef": "scan-1",
+                    "status": status,
+                    "outcome": "SUCCESS",
+                    "occurredAt": _utc(n * 9, 3),
+                },
+            )
+            for n, status in enumerate(results)
+        ]
+    ]
+
+
 HISTORIES = {
+    "idenfy/services": idenfy_services(),
+    "idenfy/age_estimation": idenfy_age_estimation(),
     "idenfy/kyc": idenfy_kyc(),
     "idenfy/kyb": idenfy_kyb(),
     "idenfy/document_expiration": idenfy_document_expiry(),
