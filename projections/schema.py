@@ -1,0 +1,72 @@
+"""Projection tables (design.md §6), created and evolved by sqlite-utils migrations.
+
+Analysts query these directly. No column holds wall-clock time, so a replay of the raw log
+rebuilds them byte for byte. `transitions.seq` is the position in the status feed (the SSE
+event id); `subject_events` lists every raw delivery that reached a subject and what it did.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("kycflow.projections")
+PROJECTION_TABLES = ("verifications", "transitions", "subject_events", "documents", "quarantine")
+
+
+@migrations()
+def create_projections(db: Database) -> None:
+    db.execute("""
+        CREATE TABLE verifications (
+            subject TEXT PRIMARY KEY,            -- provider/kind/id
+            provider TEXT NOT NULL, kind TEXT NOT NULL, id TEXT NOT NULL,
+            status TEXT, final INTEGER NOT NULL, decided_by TEXT, attempt INTEGER NOT NULL,
+            provider_status TEXT, reasons TEXT NOT NULL,      -- JSON list
+            version INTEGER NOT NULL, updated_at TEXT,        -- receive time of the last event
+            cause_event TEXT, cause_offset INTEGER,
+            parent_kind TEXT, parent_id TEXT,
+            state TEXT NOT NULL                               -- the fold's full state, JSON
+        )""")
+    db.execute("CREATE INDEX verifications_by_status ON verifications (provider, kind, status)")
+    db.execute("""
+        CREATE TABLE transitions (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,            -- status feed position
+            subject TEXT NOT NULL, version INTEGER NOT NULL,
+            from_status TEXT, to_status TEXT NOT NULL, trigger TEXT NOT NULL,
+            attempt INTEGER NOT NULL, final INTEGER NOT NULL, decided_by TEXT,
+            event_type TEXT NOT NULL, dedup_key TEXT NOT NULL,
+            "offset" INTEGER NOT NULL, received_at TEXT NOT NULL,
+            provider_status TEXT, reasons TEXT NOT NULL
+        )""")
+    db.execute("CREATE INDEX transitions_by_subject ON transitions (subject, seq)")
+    db.execute("""
+        CREATE TABLE subject_events (
+            "offset" INTEGER PRIMARY KEY,                     -- raw_log offset
+            subject TEXT NOT NULL, event_type TEXT NOT NULL,
+            effect TEXT NOT NULL,                             -- transition | duplicate | late …
+            reason TEXT, version INTEGER NOT NULL, received_at TEXT NOT NULL
+        )""")
+    db.execute('CREATE INDEX subject_events_by_subject ON subject_events (subject, "offset")')
+    db.execute("""
+        CREATE TABLE documents (
+            subject TEXT PRIMARY KEY, provider TEXT NOT NULL, id TEXT NOT NULL,
+            kyb_id TEXT, status TEXT, final INTEGER NOT NULL,
+            version INTEGER NOT NULL, updated_at TEXT
+        )""")
+    db.execute("CREATE INDEX documents_by_kyb ON documents (provider, kyb_id)")
+    db.execute("""
+        CREATE TABLE quarantine (
+            "offset" INTEGER PRIMARY KEY, provider TEXT NOT NULL, reason TEXT NOT NULL,
+            event_type TEXT, dedup_key TEXT NOT NULL, received_at TEXT NOT NULL
+        )""")
+    db.execute('CREATE TABLE checkpoint (name TEXT PRIMARY KEY, "offset" INTEGER NOT NULL)')
+
+
+def open_projections(path: str) -> Database:
+    """The projections database, migrated; WAL so the API reads while the processor writes."""
+    db = Database(path)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")  # the raw log is the durable copy; this is derived
+    db.execute("PRAGMA busy_timeout=5000")
+    migrations.apply(db)
+    return db

@@ -1,0 +1,219 @@
+"""Applies the core's steps to the projection tables, effectively once.
+
+A batch of steps and the checkpoint (the last raw offset applied) are written in one
+transaction: after a crash anywhere, either both are there or neither, and the processor
+resumes after the checkpoint — no effect lost, none doubled.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from sqlite_utils import Database
+
+from statemachines.codec import state_from_dict, state_to_dict
+from statemachines.envelope import RawEnvelope
+from statemachines.events import Unrecognised
+from statemachines.fold import Annotation, SubjectState, Transition
+from statemachines.process import Step, step
+
+CHECKPOINT = "processor"
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+class States(Mapping[str, SubjectState]):
+    """Subject states for `step`: a bounded in-memory cache over the verifications table."""
+
+    def __init__(self, db: Database, limit: int = 200_000) -> None:
+        self.db, self.limit = db, limit
+        self.cache: dict[str, SubjectState] = {}
+
+    def __getitem__(self, key: str) -> SubjectState:
+        state = self.cache.get(key)
+        if state is None:
+            row = self.db.execute(
+                "SELECT state FROM verifications WHERE subject = ?", (key,)
+            ).fetchone()
+            if row is None:
+                raise KeyError(key)
+            state = self.cache[key] = state_from_dict(json.loads(row[0]))
+        return state
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.cache)
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
+    def remember(self, state: SubjectState) -> None:
+        self.cache[state.subject.key] = state
+
+    def trim(self) -> None:
+        """Forget cached states once committed: they are in the table; memory stays bounded."""
+        if len(self.cache) >= self.limit:
+            self.cache.clear()
+
+
+class ProjectionStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.states = States(db)
+
+    def checkpoint(self) -> int:
+        row = self.db.execute(
+            'SELECT "offset" FROM checkpoint WHERE name = ?', (CHECKPOINT,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def process(self, envelopes: Sequence[RawEnvelope]) -> list[Transition]:
+        """Run the core over a batch of log envelopes and apply it; returns the transitions."""
+        steps = []
+        for env in envelopes:
+            result = step(env, self.states)
+            if result.outcome is not None:
+                self.states.remember(result.outcome.state)
+            steps.append(result)
+        return self.apply(steps, envelopes[-1].offset) if envelopes else []
+
+    def apply(self, steps: Sequence[Step], last_offset: int) -> list[Transition]:
+        """Write the effects of `steps` and move the checkpoint to `last_offset`, atomically."""
+        rows = _Rows()
+        for result in steps:
+            rows.add(result)
+        conn = self.db.conn
+        try:
+            with conn:  # one transaction: rows and checkpoint together
+                rows.write(conn)
+                conn.execute(
+                    'INSERT INTO checkpoint (name, "offset") VALUES (?, ?) '
+                    'ON CONFLICT (name) DO UPDATE SET "offset" = excluded."offset"',
+                    (CHECKPOINT, last_offset),
+                )
+        except BaseException:
+            self.states.cache.clear()  # it holds states of this batch, now rolled back
+            raise
+        self.states.trim()
+        return rows.transitions
+
+
+class _Rows:
+    """The row changes one batch of steps makes, table by table."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, SubjectState] = {}  # last state per subject in the batch
+        self.transitions: list[Transition] = []
+        self.events: list[tuple[Any, ...]] = []
+        self.quarantine: list[tuple[Any, ...]] = []
+
+    def add(self, result: Step) -> None:
+        env, event, outcome = result
+        if isinstance(event, Unrecognised) or outcome is None:
+            reason = event.reason if isinstance(event, Unrecognised) else "unrecognised"
+            event_type = event.event_type if isinstance(event, Unrecognised) else None
+            self.quarantine.append(
+                (env.offset, env.provider, reason, event_type, env.dedup_key, env.received_at)
+            )
+            return
+        state, effect = outcome
+        self.states[state.subject.key] = state
+        if isinstance(effect, Transition):
+            self.transitions.append(effect)
+            kind, reason = "transition", f"{effect.from_status or 'new'} -> {effect.to_status}"
+        else:
+            assert isinstance(effect, Annotation)
+            kind, reason = effect.kind, effect.reason
+        self.events.append(
+            (
+                env.offset,
+                state.subject.key,
+                event.event_type,
+                kind,
+                reason,
+                state.version,
+                env.received_at,
+            )
+        )
+
+    def write(self, conn: Any) -> None:
+        conn.executemany(
+            "INSERT OR REPLACE INTO verifications VALUES "
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [_verification(state) for state in self.states.values()],
+        )
+        documents = [_document(s) for s in self.states.values() if s.subject.kind == "kyb_document"]
+        conn.executemany(
+            "INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?)", documents
+        )
+        conn.executemany(
+            "INSERT INTO transitions (subject, version, from_status, to_status, trigger, "
+            'attempt, final, decided_by, event_type, dedup_key, "offset", received_at, '
+            "provider_status, reasons) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [_transition(t) for t in self.transitions],
+        )
+        conn.executemany(
+            "INSERT OR REPLACE INTO subject_events VALUES (?, ?, ?, ?, ?, ?, ?)", self.events
+        )
+        conn.executemany(
+            "INSERT OR REPLACE INTO quarantine VALUES (?, ?, ?, ?, ?, ?)", self.quarantine
+        )
+
+
+def _verification(state: SubjectState) -> tuple[Any, ...]:
+    row = state.public()
+    return (
+        state.subject.key,
+        row["provider"],
+        row["kind"],
+        row["id"],
+        row["status"],
+        int(row["final"]),
+        row["decided_by"],
+        row["attempt"],
+        row["provider_status"],
+        _json(row["reasons"]),
+        row["version"],
+        row["updated_at"],
+        row["cause_event"],
+        row["cause_offset"],
+        row["parent_kind"],
+        row["parent_id"],
+        _json(state_to_dict(state)),
+    )
+
+
+def _document(state: SubjectState) -> tuple[Any, ...]:
+    kyb = state.parent.id if state.parent else None
+    return (
+        state.subject.key,
+        state.subject.provider,
+        state.subject.id,
+        kyb,
+        state.status,
+        int(state.final),
+        state.version,
+        state.updated_at,
+    )
+
+
+def _transition(t: Transition) -> tuple[Any, ...]:
+    return (
+        t.subject.key,
+        t.version,
+        t.from_status,
+        t.to_status,
+        t.trigger,
+        t.attempt,
+        int(t.final),
+        t.decided_by,
+        t.event_type,
+        t.dedup_key,
+        t.offset,
+        t.received_at,
+        t.provider_status,
+        _json(list(t.reasons)),
+    )
