@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlite_utils import Database
 
@@ -59,6 +59,11 @@ class States(Mapping[str, SubjectState]):
             self.cache.clear()
 
 
+class Applied(NamedTuple):
+    transitions: list[Transition]
+    quarantined: list[str]  # provider of each quarantined envelope
+
+
 class ProjectionStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -70,17 +75,17 @@ class ProjectionStore:
         ).fetchone()
         return int(row[0]) if row else 0
 
-    def process(self, envelopes: Sequence[RawEnvelope]) -> list[Transition]:
-        """Run the core over a batch of log envelopes and apply it; returns the transitions."""
+    def process(self, envelopes: Sequence[RawEnvelope]) -> Applied:
+        """Run the core over a batch of log envelopes and apply it, effectively once."""
         steps = []
         for env in envelopes:
             result = step(env, self.states)
             if result.outcome is not None:
                 self.states.remember(result.outcome.state)
             steps.append(result)
-        return self.apply(steps, envelopes[-1].offset) if envelopes else []
+        return self.apply(steps, envelopes[-1].offset) if envelopes else Applied([], [])
 
-    def apply(self, steps: Sequence[Step], last_offset: int) -> list[Transition]:
+    def apply(self, steps: Sequence[Step], last_offset: int) -> Applied:
         """Write the effects of `steps` and move the checkpoint to `last_offset`, atomically."""
         rows = _Rows()
         for result in steps:
@@ -98,7 +103,7 @@ class ProjectionStore:
             self.states.cache.clear()  # it holds states of this batch, now rolled back
             raise
         self.states.trim()
-        return rows.transitions
+        return Applied(rows.transitions, [row[1] for row in rows.quarantine])
 
 
 class _Rows:

@@ -1,22 +1,90 @@
-"""The `kycflow` command.
+"""The `kycflow` command: serve, replay, inspect, simulate, normalise.
 
-Today it offers what the core can do on its own: `kycflow normalise` shows what kycflow
-makes of one webhook body — the canonical event and the status it would lead to — which
-is how an operator checks a provider payload. The service commands (`serve`, `worker`,
-`replay`, …) arrive with the embedded and Kafka runtimes.
+Configuration comes from the environment (design.md §6), over the first-run credentials
+file beside the database; `kycflow COMMAND --help` describes each command.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
 from statemachines import RawEnvelope, Unrecognised, fold, normalise
 from statemachines.envelope import PROVIDERS
+from streams import inspect as inspection
+from streams import replay as replaying
+from streams.config import ConfigError, db_path, load_config
+from streams.simulate import add_parser as add_simulate
+
+console = Console(stderr=True)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from streams.credentials import ensure_credentials
+    from streams.server import ServeSettings, serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    database = db_path(os.environ)
+    created = ensure_credentials(load_config(os.environ, database), database)
+    if created is not None:
+        console.print(
+            f"No credentials were configured: generated provider credentials in "
+            f"[bold]{created}[/] (mode 0600). `kycflow simulate` reads them; "
+            "environment variables override them."
+        )
+    try:
+        settings = ServeSettings.from_config(load_config(os.environ, database))
+    except ValueError as exc:
+        console.print(f"[red]configuration error:[/] {exc}")
+        return 2
+    if (refusal := settings.refusal()) is not None:
+        console.print(f"[red]{refusal}[/]")
+        return 2
+    return serve(settings, ready=lambda url: console.print(f"kycflow serving on {url}"))
+
+
+def _replay(args: argparse.Namespace) -> int:
+    database = db_path(os.environ)
+    try:
+        total = replaying.total_events(database)
+    except Exception as exc:
+        console.print(f"[red]cannot read the raw log of {database}:[/] {exc}")
+        return 2
+    with Progress(
+        "replay",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    ) as bar:
+        task = bar.add_task("replay", total=total)
+        count, path = replaying.replay(
+            database, to=args.to, until=args.until, progress=lambda n: bar.advance(task, n)
+        )
+    console.print(f"replayed {count:,} raw webhooks into {path}")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    found = inspection.timeline(db_path(os.environ), args.provider, args.kind, args.id)
+    if found is None:
+        console.print(f"[red]no such subject:[/] {args.provider}/{args.kind}/{args.id}")
+        return 1
+    if args.json:
+        print(inspection.as_json(found))
+    else:
+        inspection.render(found, Console())
+    return 0
 
 
 def _normalise(args: argparse.Namespace) -> int:
@@ -31,8 +99,7 @@ def _normalise(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
         return 1
     out["event"] = _plain(result)
-    outcome = fold(None, result)
-    out["projection"] = outcome.state.public()
+    out["projection"] = fold(None, result).state.public()
     print(json.dumps(out, indent=2, default=str))
     return 0
 
@@ -43,14 +110,36 @@ def _plain(data: Any) -> Any:
         return _plain(data._asdict())
     if isinstance(data, dict):
         return {k: _plain(v) for k, v in data.items()}
-    if isinstance(data, (list, tuple)):
+    if isinstance(data, list | tuple):
         return [_plain(v) for v in data]
     return data
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="kycflow", description=__doc__.splitlines()[0])
+    root = argparse.ArgumentParser(
+        prog="kycflow", description="KYC/KYB webhooks in, trustworthy verification status out."
+    )
     commands = root.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser(
+        "serve",
+        help="run the service (embedded: ingest, processor, "
+        "read API) on KYCFLOW_HOST:KYCFLOW_PORT, default 127.0.0.1:8080",
+    )
+    serve.set_defaults(handler=_serve)
+    replay = commands.add_parser(
+        "replay",
+        help="rebuild the projections from the raw log "
+        "(in place by default; stop the server first)",
+    )
+    replay.add_argument("--until", help="only webhooks received up to this ISO-8601 UTC time")
+    replay.add_argument("--to", help="write the rebuilt projections to this file instead")
+    replay.set_defaults(handler=_replay)
+    inspect = commands.add_parser("inspect", help="explain why a verification is in its state")
+    inspect.add_argument("provider", choices=PROVIDERS)
+    inspect.add_argument("kind", help="kyc, kyb, kyb_document, aml_monitoring, …")
+    inspect.add_argument("id")
+    inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    inspect.set_defaults(handler=_inspect)
     show = commands.add_parser(
         "normalise", help="show the canonical event and projection for one webhook body"
     )
@@ -58,12 +147,17 @@ def parser() -> argparse.ArgumentParser:
     show.add_argument("body", help="file with the raw body, or - for standard input")
     show.add_argument("--event-type", help="iDenfy's Idenfy-Event-Type header value")
     show.set_defaults(handler=_normalise)
+    add_simulate(commands)
     return root
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return int(args.handler(args))
+    try:
+        return int(args.handler(args))
+    except ConfigError as exc:
+        console.print(f"[red]configuration error:[/] {exc}")
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,149 @@
+"""Ingest configuration: provider credentials, network trust and limits (design.md §6, §7).
+
+Values are read from a plain mapping (the environment or a config file) so that tests and the
+first-run credential generator need no process environment. Every value is stripped and an
+empty value counts as unset, because config files often carry stray whitespace.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Number = TypeVar("Number", int, float)
+
+IDENFY_SIGNING_KEY = "KYCFLOW_IDENFY_SIGNING_KEY"
+ONDATO_USERNAME = "KYCFLOW_ONDATO_USERNAME"
+ONDATO_PASSWORD = "KYCFLOW_ONDATO_PASSWORD"
+ONDATO_CLIENT_ID = "KYCFLOW_ONDATO_CLIENT_ID"
+ONDATO_CLIENT_SECRET = "KYCFLOW_ONDATO_CLIENT_SECRET"
+ONDATO_ALLOWED_IPS = "KYCFLOW_ONDATO_ALLOWED_IPS"
+TRUSTED_PROXIES = "KYCFLOW_TRUSTED_PROXIES"
+IDWISE_TOKEN = "KYCFLOW_IDWISE_TOKEN"
+IDWISE_USERNAME = "KYCFLOW_IDWISE_USERNAME"
+IDWISE_PASSWORD = "KYCFLOW_IDWISE_PASSWORD"
+IDWISE_HEADER = "KYCFLOW_IDWISE_HEADER"
+MAX_BODY = "KYCFLOW_MAX_BODY"
+READ_TIMEOUT = "KYCFLOW_READ_TIMEOUT"
+ONDATO_TOKEN_TTL = "KYCFLOW_ONDATO_TOKEN_TTL"
+
+# Every key whose value is (part of) a credential. User names and the client id are included
+# because half of a pair is useless to generate and is refused by from_config. A generated
+# KYCFLOW_IDWISE_HEADER value must have the shape "Name: value".
+CREDENTIAL_KEYS: tuple[str, ...] = (
+    IDENFY_SIGNING_KEY,
+    ONDATO_USERNAME,
+    ONDATO_PASSWORD,
+    ONDATO_CLIENT_ID,
+    ONDATO_CLIENT_SECRET,
+    IDWISE_TOKEN,
+    IDWISE_USERNAME,
+    IDWISE_PASSWORD,
+    IDWISE_HEADER,
+)
+
+# A pair set by halves is almost certainly a typo; refusing to start beats silently
+# rejecting every webhook of that provider.
+_PAIRS = (
+    (ONDATO_USERNAME, ONDATO_PASSWORD),
+    (ONDATO_CLIENT_ID, ONDATO_CLIENT_SECRET),
+    (IDWISE_USERNAME, IDWISE_PASSWORD),
+)
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP field name (RFC 9110 §5.1)
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """What ingest needs to authenticate and bound a webhook. Secrets are kept out of repr()."""
+
+    idenfy_signing_keys: tuple[str, ...] = field(default=(), repr=False)
+    ondato_username: str | None = field(default=None, repr=False)
+    ondato_password: str | None = field(default=None, repr=False)
+    ondato_client_id: str | None = field(default=None, repr=False)
+    ondato_client_secret: str | None = field(default=None, repr=False)
+    ondato_allowed_networks: tuple[Network, ...] = ()  # empty: any address
+    trusted_proxies: tuple[Network, ...] = ()
+    idwise_token: str | None = field(default=None, repr=False)
+    idwise_username: str | None = field(default=None, repr=False)
+    idwise_password: str | None = field(default=None, repr=False)
+    idwise_header: tuple[str, str] | None = field(default=None, repr=False)
+    max_body: int = 1024 * 1024
+    read_timeout: float = 10.0
+    token_ttl: int = 3600
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, str]) -> IngestSettings:
+        """Read the KYCFLOW_* keys; a malformed value raises ValueError naming its key."""
+        for first, second in _PAIRS:
+            if (_value(config, first) is None) != (_value(config, second) is None):
+                raise ValueError(f"{first} and {second} must be set together")
+        return cls(
+            idenfy_signing_keys=tuple(_items(config, IDENFY_SIGNING_KEY)),
+            ondato_username=_value(config, ONDATO_USERNAME),
+            ondato_password=_value(config, ONDATO_PASSWORD),
+            ondato_client_id=_value(config, ONDATO_CLIENT_ID),
+            ondato_client_secret=_value(config, ONDATO_CLIENT_SECRET),
+            ondato_allowed_networks=_networks(config, ONDATO_ALLOWED_IPS),
+            trusted_proxies=_networks(config, TRUSTED_PROXIES),
+            idwise_token=_value(config, IDWISE_TOKEN),
+            idwise_username=_value(config, IDWISE_USERNAME),
+            idwise_password=_value(config, IDWISE_PASSWORD),
+            idwise_header=_header(config, IDWISE_HEADER),
+            max_body=_positive(config, MAX_BODY, int, 1024 * 1024),
+            read_timeout=_positive(config, READ_TIMEOUT, float, 10.0),
+            token_ttl=_positive(config, ONDATO_TOKEN_TTL, int, 3600),
+        )
+
+
+def _value(config: Mapping[str, str], key: str) -> str | None:
+    raw = (config.get(key) or "").strip()
+    return raw or None
+
+
+def _items(config: Mapping[str, str], key: str) -> list[str]:
+    raw = _value(config, key)
+    return [item.strip() for item in raw.split(",") if item.strip()] if raw else []
+
+
+def _networks(config: Mapping[str, str], key: str) -> tuple[Network, ...]:
+    networks: list[Network] = []
+    for item in _items(config, key):
+        try:
+            # strict=False: "10.0.0.7/24" means the /24 around it, as operators expect.
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{key}: {item!r} is not an IP address or CIDR network") from None
+    return tuple(networks)
+
+
+def _header(config: Mapping[str, str], key: str) -> tuple[str, str] | None:
+    raw = _value(config, key)
+    if raw is None:
+        return None
+    name, colon, value = raw.partition(":")
+    name, value = name.strip(), value.strip()
+    if not colon or not value or not _TOKEN.fullmatch(name):
+        # The value is a secret, so the message describes the shape only.
+        raise ValueError(f"{key} must have the form 'Header-Name: value'")
+    return name, value
+
+
+def _positive(
+    config: Mapping[str, str], key: str, convert: Callable[[str], Number], default: Number
+) -> Number:
+    raw = _value(config, key)
+    if raw is None:
+        return default
+    try:
+        number: Number | None = convert(raw)
+    except ValueError:
+        number = None
+    if number is None or not (number > 0 and math.isfinite(number)):
+        kind = "integer" if convert is int else "number"
+        raise ValueError(f"{key} must be a positive {kind}, got {raw!r}")
+    return number

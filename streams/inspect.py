@@ -1,0 +1,95 @@
+"""`kycflow inspect PROVIDER KIND ID`: why a verification is in its state.
+
+Prints the subject's projection, then its timeline: every raw delivery that reached it
+(offset, receive time, dedup key, whether ingest flagged it a duplicate), what the core
+made of it (canonical status and ordering facts), and what it did — the transition, or
+the reason it changed nothing (duplicate, late, superseded, history, unknown).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ingest import rawlog
+from statemachines import CanonicalEvent, normalise
+
+
+def timeline(db_path: str, provider: str, kind: str, subject_id: str) -> dict[str, Any] | None:
+    subject = f"{provider}/{kind}/{subject_id}"
+    with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as db:
+        db.row_factory = sqlite3.Row
+        row = db.execute("SELECT * FROM verifications WHERE subject = ?", (subject,)).fetchone()
+        if row is None:
+            return None
+        events = db.execute(
+            'SELECT * FROM subject_events WHERE subject = ? ORDER BY "offset"', (subject,)
+        ).fetchall()
+    projection = {k: row[k] for k in row.keys() if k != "state"}  # noqa: SIM118 (Row iterates values)
+    with contextlib.closing(rawlog.connect(rawlog.raw_log_path(db_path), readonly=True)) as raw:
+        envelopes = {e.offset: e for e in rawlog.deliveries(raw, [e["offset"] for e in events])}
+    steps = []
+    for event in events:
+        env = envelopes.get(event["offset"])
+        canonical = normalise(env) if env is not None else None
+        steps.append({**dict(event), "envelope": env, "canonical": canonical})
+    return {"projection": projection, "timeline": steps}
+
+
+def render(found: dict[str, Any], console: Console) -> None:
+    projection = found["projection"]
+    summary = Table(title=f"{projection['subject']}", show_header=False)
+    for key in (
+        "status",
+        "final",
+        "decided_by",
+        "attempt",
+        "provider_status",
+        "reasons",
+        "version",
+        "updated_at",
+        "cause_event",
+        "cause_offset",
+    ):
+        summary.add_row(key, str(projection[key]))
+    console.print(summary)
+    table = Table(title="timeline (log order)")
+    for column in ("offset", "received", "event", "dedup", "asserts", "order", "effect"):
+        table.add_column(column)
+    for step in found["timeline"]:
+        env, canonical = step["envelope"], step["canonical"]
+        asserts, order = "-", "-"
+        if isinstance(canonical, CanonicalEvent):
+            asserts = canonical.status or "(no status)"
+            o = canonical.order
+            order = f"attempt={o.attempt} class={o.klass} time={o.time} rank={o.rank}"
+        flag = " (ingest: duplicate)" if env is not None and env.duplicate else ""
+        effect = step["effect"] if step["effect"] == "transition" else f"[yellow]{step['effect']}"
+        table.add_row(
+            str(step["offset"]),
+            step["received_at"],
+            step["event_type"],
+            (env.dedup_key[:40] if env else "?") + flag,
+            asserts,
+            order,
+            f"{effect}: {step['reason']}",
+        )
+    console.print(table)
+
+
+def as_json(found: dict[str, Any]) -> str:
+    def plain(step: dict[str, Any]) -> dict[str, Any]:
+        canonical = step["canonical"]
+        return {k: v for k, v in step.items() if k not in ("envelope", "canonical")} | {
+            "asserts": canonical.status if isinstance(canonical, CanonicalEvent) else None
+        }
+
+    return json.dumps(
+        {"projection": found["projection"], "timeline": [plain(s) for s in found["timeline"]]},
+        indent=2,
+    )

@@ -1,0 +1,67 @@
+"""The embedded processor: tails the raw log and keeps the projections current.
+
+It reads what the writer committed, in log order, from the checkpoint on; each batch and
+the new checkpoint are applied in one transaction (`ProjectionStore.apply`). Under load it
+takes up to `batch` envelopes at once; when idle it polls every few milliseconds, which
+keeps ingest-to-projection latency low without any signalling between processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from ingest import rawlog
+from projections.schema import open_projections
+from projections.store import ProjectionStore
+
+log = logging.getLogger("kycflow.processor")
+
+
+class Stop(Protocol):
+    def is_set(self) -> bool: ...
+
+
+class ProcessorMetrics(Protocol):
+    def projected(self, events: int, latencies: list[float]) -> None: ...
+
+    def quarantined(self, provider: str) -> None: ...
+
+
+def run_processor(
+    db_path: str,
+    raw_path: Path,
+    stop: Stop,
+    metrics: ProcessorMetrics | None = None,
+    *,
+    batch: int = 1000,
+    idle: float = 0.005,
+) -> None:
+    while not raw_path.exists() and not stop.is_set():  # the writer creates it
+        time.sleep(idle)
+    store = ProjectionStore(open_projections(db_path))
+    raw = rawlog.connect(raw_path, readonly=True)
+    offset = store.checkpoint()
+    log.info("processor resuming after raw offset %d", offset)
+    while not stop.is_set():
+        envelopes = rawlog.read_after(raw, offset, batch)
+        if not envelopes:
+            time.sleep(idle)
+            continue
+        applied = store.process(envelopes)
+        offset = envelopes[-1].offset
+        if metrics is not None:
+            now = time.time()
+            metrics.projected(len(envelopes), [now - _epoch(e.received_at) for e in envelopes])
+            for provider in applied.quarantined:
+                metrics.quarantined(provider)
+
+
+def _epoch(received_at: str) -> float:
+    try:
+        return datetime.fromisoformat(received_at).timestamp()
+    except ValueError:
+        return time.time()

@@ -1,0 +1,239 @@
+"""`kycflow serve`, embedded mode: the processes and how they are wired.
+
+    supervisor ── writer      one process owns the raw log; group commit (ingest.writer)
+               ├─ processor   tails the raw log into the projections (streams.processor)
+               └─ http x N    aiohttp on one shared listening socket: ingest + read API
+
+Why processes: HTTP parsing and authentication are CPU-bound and the GIL caps one process
+at ~6-7k durable requests/s (design.md §8); N workers feeding one writer scale with cores.
+If any child dies the supervisor stops the rest and exits non-zero, so a process manager
+restarts the whole service rather than running it half-alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sqlite3
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from ingest import rawlog
+from ingest.app import ingest_routes
+from ingest.settings import IngestSettings
+from ingest.writer import WriterClient, run_writer
+from projections.api import read_routes
+from streams.metrics import SharedMetrics
+from streams.openapi import openapi_route
+from streams.processor import run_processor
+
+log = logging.getLogger("kycflow.serve")
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    db: str
+    host: str
+    port: int
+    workers: int
+    api_token: str | None
+    ingest: IngestSettings
+
+    @classmethod
+    def from_config(cls, config: dict[str, str]) -> ServeSettings:
+        return cls(
+            db=config.get("KYCFLOW_DB", "./kycflow.db"),
+            host=config.get("KYCFLOW_HOST", "127.0.0.1"),
+            port=int(config.get("KYCFLOW_PORT", "8080")),
+            workers=max(1, int(config.get("KYCFLOW_WORKERS", str(os.cpu_count() or 1)))),
+            api_token=config.get("KYCFLOW_API_TOKEN") or None,
+            ingest=IngestSettings.from_config(config),
+        )
+
+    def refusal(self) -> str | None:
+        """Why this configuration must not start, if it must not."""
+        if self.host not in LOOPBACK and not self.api_token:
+            return (
+                f"refusing to listen on {self.host}: the read API exposes verification "
+                "status; set KYCFLOW_API_TOKEN, or listen on 127.0.0.1"
+            )
+        return None
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def serve(settings: ServeSettings, ready: Callable[[str], None] | None = None) -> int:
+    raw_path = rawlog.raw_log_path(settings.db)
+    socket_path = os.path.join(tempfile.mkdtemp(prefix="kycflow-"), "writer.sock")
+    metrics = SharedMetrics(slots=settings.workers + 1)
+    listener = socket.create_server((settings.host, settings.port), backlog=2048, reuse_port=False)
+    ctx = multiprocessing.get_context("fork")
+    stop = ctx.Event()
+    children: list[BaseProcess] = [
+        ctx.Process(target=_writer_main, args=(socket_path, raw_path), name="writer")
+    ]
+    children[0].start()
+    _wait_for(Path(socket_path))
+    children.append(
+        ctx.Process(
+            target=_processor_main, name="processor", args=(settings.db, raw_path, stop, metrics)
+        )
+    )
+    children += [
+        ctx.Process(
+            target=_http_main,
+            name=f"http-{slot}",
+            args=(listener, slot, socket_path, raw_path, settings, metrics),
+        )
+        for slot in range(1, settings.workers + 1)
+    ]
+    for child in children[1:]:
+        child.start()
+    listener.close()  # the workers hold it now
+    address = f"http://{settings.host}:{settings.port}"
+    log.info("kycflow listening on %s (%d HTTP workers)", address, settings.workers)
+    if ready is not None:
+        ready(address)
+    return _supervise(children, stop)
+
+
+def _supervise(children: list[BaseProcess], stop: Any) -> int:
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not stopping and all(child.is_alive() for child in children):
+        time.sleep(0.2)
+    crashed = [c.name for c in children if not c.is_alive()]
+    if crashed and not stopping:
+        log.error("process %s stopped unexpectedly; stopping kycflow", ", ".join(crashed))
+    # HTTP workers first (no new requests), then the writer (it has answered all it
+    # received), then the processor.
+    for child in reversed(children[2:]):
+        _stop(child)
+    _stop(children[0])
+    stop.set()
+    _stop(children[1])
+    return 1 if crashed and not stopping else 0
+
+
+def _stop(child: BaseProcess, grace: float = 10.0) -> None:
+    if child.is_alive() and child.pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, signal.SIGTERM)
+    child.join(grace)
+    if child.is_alive():
+        child.kill()
+        child.join()
+
+
+def _wait_for(path: Path, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the raw-log writer did not start ({path} missing)")
+        time.sleep(0.01)
+
+
+# --- child processes ----------------------------------------------------------------------
+def _quiet_interrupts() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us
+
+
+def _writer_main(socket_path: str, raw_path: Path) -> None:
+    _quiet_interrupts()
+    asyncio.run(_until_terminated(run_writer(socket_path, raw_path)))
+
+
+def _processor_main(db: str, raw_path: Path, stop: Any, metrics: SharedMetrics) -> None:
+    _quiet_interrupts()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    run_processor(db, raw_path, stop, metrics.recorder(0))
+
+
+def _http_main(
+    listener: socket.socket,
+    slot: int,
+    socket_path: str,
+    raw_path: Path,
+    settings: ServeSettings,
+    metrics: SharedMetrics,
+) -> None:
+    _quiet_interrupts()
+    asyncio.run(_until_terminated(_http(listener, slot, socket_path, raw_path, settings, metrics)))
+
+
+async def _until_terminated(main: Any) -> None:
+    task = asyncio.ensure_future(main)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _http(
+    listener: socket.socket,
+    slot: int,
+    socket_path: str,
+    raw_path: Path,
+    settings: ServeSettings,
+    metrics: SharedMetrics,
+) -> None:
+    client = WriterClient(socket_path)
+    app = web.Application(client_max_size=settings.ingest.max_body)
+    app.add_routes(ingest_routes(settings.ingest, client, now_iso, metrics.recorder(slot)))
+    gauges = _gauges(settings.db, raw_path)
+    app.add_routes(
+        read_routes(
+            settings.db, api_token=settings.api_token, render_metrics=lambda: metrics.render(gauges)
+        )
+    )
+    app.add_routes([openapi_route()])
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.SockSite(runner, listener).start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+        await client.close()
+
+
+def _gauges(db: str, raw_path: Path) -> Callable[[], dict[str, float]]:
+    """Processor lag, read at scrape time from the two databases."""
+
+    def read() -> dict[str, float]:
+        try:
+            with contextlib.closing(rawlog.connect(raw_path, readonly=True)) as raw:
+                last = rawlog.last_offset(raw)
+            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as proj:
+                row = proj.execute('SELECT "offset" FROM checkpoint').fetchone()
+        except sqlite3.Error:
+            return {}
+        applied = int(row[0]) if row else 0
+        return {
+            "kycflow_raw_log_last_offset": last,
+            "kycflow_processor_offset": applied,
+            "kycflow_processor_lag_events": last - applied,
+        }
+
+    return read
