@@ -12,6 +12,8 @@ import base64
 import binascii
 import json
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlite_utils import Database
@@ -48,6 +50,16 @@ def _rows(db: Connection, sql: str, params: tuple[Any, ...] = ()) -> list[dict[s
     return rows
 
 
+@contextmanager
+def _snapshot(db: Connection) -> Iterator[None]:
+    """One read transaction, so the parts of a multi-query answer come from one commit."""
+    db.execute("SAVEPOINT kycflow_read")  # nests inside a caller's transaction too
+    try:
+        yield
+    finally:
+        db.execute("RELEASE kycflow_read")
+
+
 def subject_key(provider: str, kind: str, id: str) -> str:
     """The table key, as `statemachines.events.Subject.key` builds it."""
     return f"{provider}/{kind}/{id}"
@@ -69,20 +81,22 @@ def history(db: Connection, provider: str, kind: str, id: str) -> dict[str, Any]
     `events` includes the deliveries that changed nothing (duplicate, late, history …) with
     the reason, which is what makes every non-change explainable (design.md §5.4).
     """
-    current = verification(db, provider, kind, id)
-    if current is None:
-        return None
     key = subject_key(provider, kind, id)
-    transitions = _rows(
-        db,
-        f"SELECT {_columns(TRANSITION_FIELDS)} FROM transitions WHERE subject = ? ORDER BY seq",
-        (key,),
-    )
-    events = _rows(
-        db,
-        f'SELECT {_columns(EVENT_FIELDS)} FROM subject_events WHERE subject = ? ORDER BY "offset"',
-        (key,),
-    )
+    with _snapshot(db):
+        current = verification(db, provider, kind, id)
+        if current is None:
+            return None
+        transitions = _rows(
+            db,
+            f"SELECT {_columns(TRANSITION_FIELDS)} FROM transitions WHERE subject = ? ORDER BY seq",
+            (key,),
+        )
+        events = _rows(
+            db,
+            f"SELECT {_columns(EVENT_FIELDS)} FROM subject_events WHERE subject = ? "
+            'ORDER BY "offset"',
+            (key,),
+        )
     return {"verification": current, "transitions": transitions, "events": events}
 
 
@@ -95,8 +109,8 @@ def decode_cursor(cursor: str) -> str:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         key = base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8")
-    except (UnicodeError, binascii.Error) as exc:
-        raise ValueError(f"invalid cursor: {exc}") from None
+    except (UnicodeError, binascii.Error):
+        raise ValueError("invalid cursor") from None
     # urlsafe_b64decode skips stray characters; a round trip rejects every non-canonical form.
     if encode_cursor(key) != cursor or key.count("/") < 2:
         raise ValueError("invalid cursor")

@@ -208,7 +208,8 @@ async def _http(
         )
     )
     app.add_routes([openapi_route()])
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # A short shutdown grace: an open /feed stream must not hold a stop for 60 s.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
     await runner.setup()
     await web.SockSite(runner, listener).start()
     try:
