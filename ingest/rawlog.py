@@ -15,6 +15,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import pydantic_core
+
 from statemachines.envelope import RawEnvelope
 
 SCHEMA = """
@@ -119,7 +121,7 @@ def envelope_from_row(row: Sequence[Any]) -> RawEnvelope:
     return RawEnvelope(
         provider=str(provider),
         body=bytes(body),
-        headers=json.loads(str(headers)),
+        headers=pydantic_core.from_json(headers),
         received_at=str(received_at),
         dedup_key=str(dedup),
         body_sha256=str(sha),

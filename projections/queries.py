@@ -3,7 +3,7 @@
 Pure functions of a connection: no writes, no clock, no caching, so the API can share one
 read-only connection per process and a test can pass the writer's `Database` directly.
 Rows come back as the JSON-safe shapes the API serves: `final` as a bool, `reasons` as a
-list, and never the internal `state` column (the fold's private bookkeeping).
+list, and never the internal `fold_*` columns (the fold's private bookkeeping).
 """
 
 from __future__ import annotations

@@ -25,7 +25,10 @@ def create_projections(db: Database) -> None:
             version INTEGER NOT NULL, updated_at TEXT,        -- receive time of the last event
             cause_event TEXT, cause_offset INTEGER,
             parent_kind TEXT, parent_id TEXT,
-            state TEXT NOT NULL                               -- the fold's full state, JSON
+            -- What the fold needs beyond the columns above to resume this subject:
+            fold_winner TEXT,                                 -- precedence key, comma-joined
+            fold_attempts TEXT NOT NULL,                      -- attempt keys, comma-joined
+            fold_seen BLOB NOT NULL                           -- 8-byte digests of dedup keys
         )""")
     db.execute("CREATE INDEX verifications_by_status ON verifications (provider, kind, status)")
     db.execute("""

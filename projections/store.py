@@ -13,9 +13,8 @@ from typing import Any, NamedTuple
 
 from sqlite_utils import Database
 
-from statemachines.codec import state_from_dict, state_to_dict
 from statemachines.envelope import RawEnvelope
-from statemachines.events import Unrecognised
+from statemachines.events import Subject, Unrecognised
 from statemachines.fold import Annotation, SubjectState, Transition
 from statemachines.process import Step, step
 
@@ -29,19 +28,24 @@ def _json(value: Any) -> str:
 class States(Mapping[str, SubjectState]):
     """Subject states for `step`: a bounded in-memory cache over the verifications table."""
 
-    def __init__(self, db: Database, limit: int = 200_000) -> None:
+    def __init__(self, db: Database, limit: int = 200_000, *, fresh: bool = False) -> None:
         self.db, self.limit = db, limit
         self.cache: dict[str, SubjectState] = {}
+        # A database being built from scratch holds no state the cache lacks: skip lookups
+        # until the first eviction, after which the table is the only full record.
+        self.complete = fresh
 
     def __getitem__(self, key: str) -> SubjectState:
         state = self.cache.get(key)
         if state is None:
+            if self.complete:
+                raise KeyError(key)
             row = self.db.execute(
-                "SELECT state FROM verifications WHERE subject = ?", (key,)
+                f"SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE subject = ?", (key,)
             ).fetchone()
             if row is None:
                 raise KeyError(key)
-            state = self.cache[key] = state_from_dict(json.loads(row[0]))
+            state = self.cache[key] = state_from_row(row)
         return state
 
     def __iter__(self) -> Iterator[str]:
@@ -57,6 +61,7 @@ class States(Mapping[str, SubjectState]):
         """Forget cached states once committed: they are in the table; memory stays bounded."""
         if len(self.cache) >= self.limit:
             self.cache.clear()
+            self.complete = False
 
 
 class Applied(NamedTuple):
@@ -65,9 +70,9 @@ class Applied(NamedTuple):
 
 
 class ProjectionStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, fresh: bool = False) -> None:
         self.db = db
-        self.states = States(db)
+        self.states = States(db, fresh=fresh)
 
     def checkpoint(self) -> int:
         row = self.db.execute(
@@ -101,6 +106,7 @@ class ProjectionStore:
                 )
         except BaseException:
             self.states.cache.clear()  # it holds states of this batch, now rolled back
+            self.states.complete = False
             raise
         self.states.trim()
         return Applied(rows.transitions, [row[1] for row in rows.quarantine])
@@ -146,8 +152,8 @@ class _Rows:
 
     def write(self, conn: Any) -> None:
         conn.executemany(
-            "INSERT OR REPLACE INTO verifications VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT OR REPLACE INTO verifications ({VERIFICATION_COLUMNS}) "
+            f"VALUES ({', '.join('?' * 19)})",
             [_verification(state) for state in self.states.values()],
         )
         documents = [_document(s) for s in self.states.values() if s.subject.kind == "kyb_document"]
@@ -168,27 +174,65 @@ class _Rows:
         )
 
 
+VERIFICATION_COLUMNS = (
+    "subject, provider, kind, id, status, final, decided_by, attempt, provider_status, "
+    "reasons, version, updated_at, cause_event, cause_offset, parent_kind, parent_id, "
+    "fold_winner, fold_attempts, fold_seen"
+)
+
+
 def _verification(state: SubjectState) -> tuple[Any, ...]:
-    row = state.public()
+    subject, parent = state.subject, state.parent
     return (
-        state.subject.key,
-        row["provider"],
-        row["kind"],
-        row["id"],
-        row["status"],
-        int(row["final"]),
-        row["decided_by"],
-        row["attempt"],
-        row["provider_status"],
-        _json(row["reasons"]),
-        row["version"],
-        row["updated_at"],
-        row["cause_event"],
-        row["cause_offset"],
-        row["parent_kind"],
-        row["parent_id"],
-        _json(state_to_dict(state)),
+        subject.key,
+        subject.provider,
+        subject.kind,
+        subject.id,
+        state.status,
+        int(state.final),
+        state.decided_by,
+        state.attempt,
+        state.provider_status,
+        _json(list(state.reasons)),
+        state.version,
+        state.updated_at,
+        state.cause_event,
+        state.cause_offset,
+        parent.kind if parent else None,
+        parent.id if parent else None,
+        _ints(state.winner) if state.winner else None,
+        _ints(state.attempt_keys),
+        state.seen,
     )
+
+
+def state_from_row(row: Sequence[Any]) -> SubjectState:
+    """Inverse of `_verification`: the fold's state of a stored subject."""
+    provider, kind, sid, status, final, decided_by, attempt, provider_status = row[1:9]
+    reasons, version, updated_at, cause_event, cause_offset, parent_kind, parent_id = row[9:16]
+    winner, attempts, seen = row[16:19]
+    parent = Subject(provider, parent_kind, parent_id) if parent_kind else None
+    return SubjectState(
+        Subject(provider, kind, sid),
+        status,
+        bool(final),
+        decided_by,
+        attempt,
+        provider_status,
+        tuple(json.loads(reasons)),
+        version,
+        updated_at,
+        cause_event,
+        cause_offset,
+        parent,
+        tuple(int(x) for x in winner.split(",")) if winner else None,  # type: ignore[arg-type]
+        tuple(int(x) for x in attempts.split(",")) if attempts else (),
+        bytes(seen),
+    )
+
+
+def _ints(values: Sequence[int]) -> str:
+    return ",".join(map(str, values))
 
 
 def _document(state: SubjectState) -> tuple[Any, ...]:

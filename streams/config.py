@@ -15,6 +15,7 @@ send (iDenfy's signature, Ondato's Basic or OAuth2 bearer token, IDWise's bearer
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
@@ -120,14 +121,20 @@ def configured(config: Mapping[str, str]) -> list[str]:
 
 def how_to_configure(config: Mapping[str, str]) -> str:
     path = credentials_path(config.get("KYCFLOW_DB") or DEFAULT_DB)
+    hints = "\n".join(f"  {provider}: {hint}" for provider, hint in HINTS.items())
     return (
         f"no provider credentials in the environment or in {path}.\n"
         "Run `kycflow serve` once (it writes that file with generated credentials), "
-        "or set " + "; ".join(HINTS.values()) + "."
+        f"or set, per provider:\n{hints}"
     )
 
 
 # --- Authenticating a delivery exactly as ingest checks it ------------------------------
+def basic_auth(user: str, password: str) -> str:
+    """HTTP Basic in UTF-8, as ingest decodes it (aiohttp's BasicAuth is deprecated)."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+
 class TokenError(Exception):
     """The OAuth2 token endpoint gave no usable token."""
 
@@ -148,8 +155,7 @@ class Authenticator:
             return {"Authorization": f"Bearer {value(self.config, 'KYCFLOW_IDWISE_TOKEN')}"}
         if self.oauth:
             return {"Authorization": f"Bearer {await self.token()}"}
-        user, password = ondato_basic(self.config) or ("", "")
-        return {"Authorization": aiohttp.BasicAuth(user, password, "utf-8").encode()}
+        return {"Authorization": basic_auth(*(ondato_basic(self.config) or ("", "")))}
 
     async def token(self, stale: str = "") -> str:
         """A valid token; `stale` was refused, so fetch anew unless another task already did."""
@@ -159,8 +165,8 @@ class Authenticator:
             if self.oauth is None:
                 raise TokenError("no OAuth2 client id and secret configured")
             form = {"grant_type": "client_credentials"}
-            auth = aiohttp.BasicAuth(*self.oauth, encoding="utf-8")  # RFC 6749 §2.3.1
-            async with self.session.post(self.token_url, data=form, auth=auth) as response:
+            client = {"Authorization": basic_auth(*self.oauth)}  # RFC 6749 §2.3.1
+            async with self.session.post(self.token_url, data=form, headers=client) as response:
                 raw = await response.read()
             if response.status != 200:
                 raise TokenError(f"token endpoint answered {response.status}")

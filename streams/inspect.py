@@ -30,7 +30,7 @@ def timeline(db_path: str, provider: str, kind: str, subject_id: str) -> dict[st
         events = db.execute(
             'SELECT * FROM subject_events WHERE subject = ? ORDER BY "offset"', (subject,)
         ).fetchall()
-    projection = {k: row[k] for k in row.keys() if k != "state"}  # noqa: SIM118 (Row iterates values)
+    projection = {k: row[k] for k in row.keys() if not k.startswith("fold_")}  # noqa: SIM118
     with contextlib.closing(rawlog.connect(rawlog.raw_log_path(db_path), readonly=True)) as raw:
         envelopes = {e.offset: e for e in rawlog.deliveries(raw, [e["offset"] for e in events])}
     steps = []

@@ -31,7 +31,9 @@ def rebuild(
         with contextlib.suppress(FileNotFoundError):
             os.remove(leftover)
     db = open_projections(target)
-    store = ProjectionStore(db)
+    # A scratch file, renamed into place only when complete: no need to fsync while building.
+    db.execute("PRAGMA synchronous=OFF")
+    store = ProjectionStore(db, fresh=True)
     done = 0
     with contextlib.closing(rawlog.connect(raw_path, readonly=True)) as raw:
         after = 0

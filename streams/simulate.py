@@ -1,16 +1,16 @@
 """`kycflow simulate`: realistic, correctly authenticated provider traffic for a kycflow server.
 
 The way to try kycflow without a provider account. Each verification is one provider's
-lifecycle (`streams.samples`), sent in provider order; verifications are interleaved at
-random. `--reorder` shuffles each verification's events, `--duplicates` re-sends about a
-fifth of the deliveries, byte for byte, later on. Everything random comes from `--seed`,
-so a seed sends the same bytes again (without one a fresh seed is drawn and printed).
+lifecycle (iDenfy, Ondato or IDWise; KYC, KYB, KYB documents or AML monitoring), sent in
+provider order; verifications are interleaved at random. `--reorder` shuffles each
+verification's events; `--duplicates` re-sends about a fifth of the deliveries, byte for
+byte, later on. All randomness comes from `--seed`: a seed sends the same bytes again.
 
 Choices the design leaves open: one verification's deliveries never overlap in flight,
 so without `--reorder` they arrive in provider order even at high concurrency (IDWise has
-no timestamps: its attempts are told apart by arrival). A delivery counts as failed when
-it is answered with anything but 202 or not answered at all; any failure makes the exit
-code 1. Secrets are never printed, not even in error messages.
+no timestamps: its attempts are told apart by arrival). A delivery fails when answered
+with anything but 202, or not at all; any failure makes the exit code 1. Without `--seed`
+a fresh seed is drawn and shown in the summary. Secrets are never printed.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ class Sender:
         try:
             status, answer = await self._post(provider, headers, body)
         except (aiohttp.ClientError, TimeoutError, TokenError) as exc:
-            tally.errors[str(exc) if isinstance(exc, TokenError) else type(exc).__name__] += 1
+            tally.errors[_reason(exc)] += 1
             return
         if status != 202:
             tally.rejected[status] += 1
@@ -155,6 +155,15 @@ class Sender:
             return response.status, json.loads(raw) if response.status == 202 else None
         except ValueError:
             return response.status, None
+
+
+def _reason(exc: Exception) -> str:
+    """A short, secret-free name for a failure, to group them in the summary."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "cannot connect"
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    return str(exc) if isinstance(exc, TokenError) else type(exc).__name__
 
 
 async def _dispatch(
@@ -237,7 +246,7 @@ def render(summary: Summary) -> Table:
 
 
 def _run(args: argparse.Namespace) -> int:
-    err = Console(stderr=True, markup=False, highlight=False)
+    err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
     try:
         config = cfg.load_config(os.environ)
     except ConfigError as exc:
@@ -256,7 +265,10 @@ def _run(args: argparse.Namespace) -> int:
         err.print("interrupted")
         return 130
     Console().print(render(summary))
-    return 1 if summary.total().failed else 0
+    total = summary.total()
+    if total.errors and not total.accepted + total.rejected.total():
+        err.print(f"nothing answered at {args.url}: is `kycflow serve` running there?")
+    return 1 if total.failed else 0
 
 
 def _positive(text: str) -> int:
@@ -273,19 +285,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="send realistic, signed provider webhooks to a running kycflow server",
         description=__doc__.split("\n\n")[1] if __doc__ else None,
     )
-    command.add_argument("--url", default=DEFAULT_URL, help="server base URL (%(default)s)")
-    command.add_argument(
-        "--verifications", type=_positive, default=100, help="verifications to simulate (100)"
-    )
-    command.add_argument(
-        "--reorder", action="store_true", help="shuffle each verification's events"
-    )
-    command.add_argument(
-        "--duplicates", action="store_true", help="re-send ~20%% of deliveries, same bytes, later"
-    )
-    command.add_argument(
-        "--concurrency", type=_positive, default=16, help="requests in flight at most (16)"
-    )
-    command.add_argument("--seed", type=int, help="random seed; the same seed sends the same bytes")
+    add = command.add_argument
+    add("--url", default=DEFAULT_URL, help="server base URL (%(default)s)")
+    add("--verifications", type=_positive, default=100, help="how many to simulate (100)")
+    add("--reorder", action="store_true", help="shuffle each verification's events")
+    add("--duplicates", action="store_true", help="re-send ~20%% of deliveries, same bytes, later")
+    add("--concurrency", type=_positive, default=16, help="requests in flight at most (16)")
+    add("--seed", type=int, help="the same seed sends the same bytes (default: a fresh one)")
     command.set_defaults(handler=_run)
     return command
