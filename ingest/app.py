@@ -24,6 +24,9 @@ from ingest.settings import IngestSettings
 from ingest.writer import WriterUnavailable
 from statemachines.envelope import PROVIDERS, RawEnvelope
 
+# The scheme each provider can answer a 401 with (iDenfy signs; it has no challenge).
+CHALLENGES = {"ondato": 'Basic realm="kycflow"', "idwise": 'Bearer realm="kycflow"'}
+
 
 class Appender(Protocol):
     async def append(self, env: RawEnvelope) -> Receipt: ...
@@ -68,7 +71,14 @@ def ingest_routes(
 
     async def token(request: web.Request) -> web.Response:
         # A multidict, not a dict: a repeated parameter must stay visible (RFC 6749 §3.2).
-        posted = await request.post() if request.can_read_body else MultiDict[str]()
+        try:
+            posted = await request.post() if request.can_read_body else MultiDict[str]()
+        except web.HTTPRequestEntityTooLarge:
+            raise error(413, "token request too large") from None
+        except (ValueError, UnicodeDecodeError, LookupError, AssertionError, RuntimeError):
+            # aiohttp raises these for undecodable or malformed form bodies.
+            body = {"error": "invalid_request", "error_description": "malformed form body"}
+            return web.json_response(body, status=400)
         form = MultiDict[str]((k, v) for k, v in posted.items() if isinstance(v, str))
         try:
             issued = issue_token(settings, form, request.headers.get("Authorization"), time.time())
@@ -90,6 +100,11 @@ async def _receive(
 ) -> Receipt:
     if provider not in PROVIDERS:
         raise error(404, f"unknown provider {provider!r}; expected one of {', '.join(PROVIDERS)}")
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        # Decompressing would change the bytes we must store and that signatures cover;
+        # no provider compresses webhooks.
+        raise error(415, f"Content-Encoding {encoding!r} is not accepted; send the body as is")
     if (request.content_length or 0) > settings.max_body:
         raise error(413, f"body larger than {settings.max_body} bytes")
     try:
@@ -103,7 +118,8 @@ async def _receive(
     try:
         method = authenticate(provider, request.headers, body, address, settings, time.time())
     except Rejection as exc:
-        extra = {"WWW-Authenticate": "Basic"} if exc.status == 401 else {}
+        challenge = CHALLENGES.get(provider) if exc.status == 401 else None
+        extra = {"WWW-Authenticate": challenge} if challenge else {}
         raise error(exc.status, exc.reason, **extra) from None
     env = RawEnvelope.receive(
         provider, body, request.headers.items(), clock(), auth_method=method, remote_addr=address

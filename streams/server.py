@@ -36,6 +36,7 @@ from ingest.app import ingest_routes
 from ingest.settings import IngestSettings
 from ingest.writer import WriterClient, run_writer
 from projections.api import read_routes
+from projections.schema import open_projections
 from streams.metrics import SharedMetrics
 from streams.openapi import openapi_route
 from streams.processor import run_processor
@@ -80,6 +81,7 @@ def now_iso() -> str:
 
 def serve(settings: ServeSettings, ready: Callable[[str], None] | None = None) -> int:
     raw_path = rawlog.raw_log_path(settings.db)
+    open_projections(settings.db).close()  # migrated before any worker serves reads
     socket_path = os.path.join(tempfile.mkdtemp(prefix="kycflow-"), "writer.sock")
     metrics = SharedMetrics(slots=settings.workers + 1)
     listener = socket.create_server((settings.host, settings.port), backlog=2048, reuse_port=False)

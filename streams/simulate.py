@@ -34,22 +34,23 @@ from rich.table import Table
 
 from statemachines.envelope import PROVIDERS
 from streams import config as cfg
-from streams import samples
+from streams import lifecycles as builders
 from streams.config import Authenticator, ConfigError, TokenError, configured
-from streams.samples import Clock, Webhook
+from streams.lifecycles import Clock
+from streams.samples import Webhook
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 DUPLICATE_SHARE = 0.2
 TIMEOUT = aiohttp.ClientTimeout(total=30)  # the longest a provider waits (Ondato)
 # Round-robin over kinds, providers alternating, so even a short run covers all three.
-KINDS: tuple[tuple[str, samples.Lifecycle], ...] = (
-    ("idenfy", samples.idenfy_kyc_lifecycle),
-    ("ondato", samples.ondato_kyc_lifecycle),
-    ("idwise", samples.idwise_kyc_lifecycle),
-    ("idenfy", samples.idenfy_kyb_lifecycle),
-    ("ondato", samples.ondato_kyb_lifecycle),
-    ("idwise", samples.idwise_aml_lifecycle),
-    ("idenfy", samples.idenfy_aml_lifecycle),
+KINDS: tuple[tuple[str, builders.Lifecycle], ...] = (
+    ("idenfy", builders.idenfy_kyc_lifecycle),
+    ("ondato", builders.ondato_kyc_lifecycle),
+    ("idwise", builders.idwise_kyc_lifecycle),
+    ("idenfy", builders.idenfy_kyb_lifecycle),
+    ("ondato", builders.ondato_kyb_lifecycle),
+    ("idwise", builders.idwise_aml_lifecycle),
+    ("idenfy", builders.idenfy_aml_lifecycle),
 )
 
 
@@ -235,6 +236,8 @@ async def simulate(
 def render(summary: Summary) -> Table:
     table = Table(title=f"kycflow simulate (seed {summary.seed})")
     table.caption = f"{summary.elapsed:.2f} s, {summary.rate:,.0f} deliveries/s"
+    if summary.skipped:
+        table.caption += f"; skipped (no credentials): {', '.join(summary.skipped)}"
     for name in ("provider", "sent", "accepted (202)", "duplicates", "rejected", "errors"):
         table.add_column(name, justify="left" if name == "provider" else "right")
     for name, tally in [*summary.tallies.items(), ("total", summary.total())]:
