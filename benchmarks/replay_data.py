@@ -63,11 +63,12 @@ def build_raw_log(path: Path, events: int, seed: int = 7) -> None:
     conn.execute("PRAGMA synchronous=OFF")
     lifecycles = templates()
     batch: list[tuple[object, ...]] = []
-    written = 0
+    written = subjects = 0
     while written < events:
+        subjects += 1
         subject = str(uuid.UUID(int=rng.getrandbits(128)))
         event_base = str(uuid.UUID(int=rng.getrandbits(128)))
-        for provider, headers, body in lifecycles[written % 3]:
+        for provider, headers, body in lifecycles[subjects % 3]:
             body = body.replace(SUBJECT.encode(), subject.encode())
             body = body.replace(EVENT.encode(), event_base.encode())
             env = RawEnvelope.receive(

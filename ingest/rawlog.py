@@ -65,6 +65,25 @@ class Receipt(NamedTuple):
     duplicate: bool
 
 
+# What the writer stores per delivery, headers already as JSON text:
+# (provider, received_at, headers_json, body, dedup_key, body_sha256, auth_method, remote_addr)
+Row = tuple[str, str, str, bytes, str, str, str, str]
+
+
+def row_of(env: RawEnvelope) -> Row:
+    headers = json.dumps(dict(env.headers), separators=(",", ":"))
+    return (
+        env.provider,
+        env.received_at,
+        headers,
+        env.body,
+        env.dedup_key,
+        env.body_sha256,
+        env.auth_method,
+        env.remote_addr,
+    )
+
+
 class RawLogWriter:
     """Appends batches in one transaction each: group commit, one fsync per batch."""
 
@@ -72,30 +91,23 @@ class RawLogWriter:
         self.conn = connect(path)
 
     def append(self, envelopes: Sequence[RawEnvelope]) -> list[Receipt]:
+        return self.append_rows([row_of(env) for env in envelopes])
+
+    def append_rows(self, rows: Sequence[Row]) -> list[Receipt]:
         """Durably append; receipts are valid only once this returns (committed)."""
         receipts: list[Receipt] = []
         batch_keys: set[str] = set()
         cur = self.conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
-            for env in envelopes:
-                duplicate = env.dedup_key in batch_keys or self._seen(cur, env.dedup_key)
-                batch_keys.add(env.dedup_key)
+            for provider, received_at, headers, body, key, sha, auth, remote in rows:
+                duplicate = key in batch_keys or self._seen(cur, key)
+                batch_keys.add(key)
                 cur.execute(
                     "INSERT INTO raw_log (provider, received_at, headers, body, dedup_key, "
                     "body_sha256, duplicate, auth_method, remote_addr) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        env.provider,
-                        env.received_at,
-                        json.dumps(dict(env.headers), separators=(",", ":")),
-                        env.body,
-                        env.dedup_key,
-                        env.body_sha256,
-                        int(duplicate),
-                        env.auth_method,
-                        env.remote_addr,
-                    ),
+                    (provider, received_at, headers, body, key, sha, int(duplicate), auth, remote),
                 )
                 receipts.append(Receipt(int(cur.lastrowid or 0), duplicate))
             cur.execute("COMMIT")

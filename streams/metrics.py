@@ -9,6 +9,7 @@ provider and the HTTP status only.
 from __future__ import annotations
 
 import multiprocessing
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -48,9 +49,11 @@ class Recorder:
         self.array[self.base + index] += amount
 
     def _observe(self, start: int, seconds: float) -> None:
-        for offset, bound in enumerate(BUCKETS):
-            if seconds <= bound:
-                self._add(start + offset)
+        # One cell per bucket (not cumulative) keeps the hot path to three writes; the
+        # scrape cumulates. Observations past the last bound only count in sum and count.
+        bucket = bisect_left(BUCKETS, seconds)
+        if bucket < len(BUCKETS):
+            self._add(start + bucket)
         self._add(start + len(BUCKETS), seconds)
         self._add(start + len(BUCKETS) + 1)
 
@@ -143,8 +146,10 @@ class SharedMetrics:
 
     def _histogram(self, lines: list[str], name: str, text: str, start: int) -> None:
         lines += [f"# HELP {name} {text}", f"# TYPE {name} histogram"]
+        cumulative = 0.0
         for offset, bound in enumerate(BUCKETS):
-            lines.append(f'{name}_bucket{{le="{bound:g}"}} {self.total(start + offset):g}')
+            cumulative += self.total(start + offset)
+            lines.append(f'{name}_bucket{{le="{bound:g}"}} {cumulative:g}')
         count = self.total(start + len(BUCKETS) + 1)
         lines.append(f'{name}_bucket{{le="+Inf"}} {count:g}')
         lines.append(f"{name}_sum {self.total(start + len(BUCKETS)):g}")

@@ -29,6 +29,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+import uvloop
 from aiohttp import web
 
 from ingest import rawlog
@@ -84,7 +85,12 @@ def serve(settings: ServeSettings, ready: Callable[[str], None] | None = None) -
     open_projections(settings.db).close()  # migrated before any worker serves reads
     socket_path = os.path.join(tempfile.mkdtemp(prefix="kycflow-"), "writer.sock")
     metrics = SharedMetrics(slots=settings.workers + 1)
-    listener = socket.create_server((settings.host, settings.port), backlog=2048, reuse_port=False)
+    # One listening socket per worker with SO_REUSEPORT: the kernel spreads connections
+    # evenly. (With one shared socket, long-lived connections pile onto one worker.)
+    listeners = [
+        socket.create_server((settings.host, settings.port), backlog=2048, reuse_port=True)
+        for _ in range(settings.workers)
+    ]
     ctx = multiprocessing.get_context("fork")
     stop = ctx.Event()
     children: list[BaseProcess] = [
@@ -101,13 +107,14 @@ def serve(settings: ServeSettings, ready: Callable[[str], None] | None = None) -
         ctx.Process(
             target=_http_main,
             name=f"http-{slot}",
-            args=(listener, slot, socket_path, raw_path, settings, metrics),
+            args=(listeners[slot - 1], slot, socket_path, raw_path, settings, metrics),
         )
         for slot in range(1, settings.workers + 1)
     ]
     for child in children[1:]:
         child.start()
-    listener.close()  # the workers hold it now
+    for listener in listeners:
+        listener.close()  # the workers hold them now
     address = f"http://{settings.host}:{settings.port}"
     log.info("kycflow listening on %s (%d HTTP workers)", address, settings.workers)
     if ready is not None:
@@ -164,12 +171,15 @@ def _quiet_interrupts() -> None:
 
 def _writer_main(socket_path: str, raw_path: Path) -> None:
     _quiet_interrupts()
-    asyncio.run(_until_terminated(run_writer(socket_path, raw_path)))
+    _run(_until_terminated(run_writer(socket_path, raw_path)))
 
 
 def _processor_main(db: str, raw_path: Path, stop: Any, metrics: SharedMetrics) -> None:
     _quiet_interrupts()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # During a burst the cores go to ingest (providers wait on it); projections catch up
+    # after. When the machine is idle, niceness costs nothing.
+    os.nice(19)
     run_processor(db, raw_path, stop, metrics.recorder(0))
 
 
@@ -182,7 +192,12 @@ def _http_main(
     metrics: SharedMetrics,
 ) -> None:
     _quiet_interrupts()
-    asyncio.run(_until_terminated(_http(listener, slot, socket_path, raw_path, settings, metrics)))
+    _run(_until_terminated(_http(listener, slot, socket_path, raw_path, settings, metrics)))
+
+
+def _run(main: Any) -> None:
+    """uvloop: the same asyncio code, a cheaper loop (libuv), for the hot processes."""
+    uvloop.run(main)
 
 
 async def _until_terminated(main: Any) -> None:
