@@ -162,6 +162,18 @@ def read_after(
     return [envelope_from_row(row) for row in rows]
 
 
+def read_range(
+    conn: sqlite3.Connection, after: int, upto: int, until: str | None = None
+) -> list[RawEnvelope]:
+    """Envelopes with after < offset <= upto, in log order (optionally received <= until)."""
+    query = f'SELECT {COLUMNS} FROM raw_log WHERE "offset" > ? AND "offset" <= ?'
+    params: tuple[object, ...] = (after, upto)
+    if until is not None:
+        query, params = query + " AND received_at <= ?", (*params, until)
+    rows = conn.execute(query + ' ORDER BY "offset"', params).fetchall()
+    return [envelope_from_row(row) for row in rows]
+
+
 def iterate(conn: sqlite3.Connection, after: int = 0, batch: int = 2000) -> Iterator[RawEnvelope]:
     while envelopes := read_after(conn, after, batch):
         yield from envelopes

@@ -71,5 +71,8 @@ def open_projections(path: str) -> Database:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")  # the raw log is the durable copy; this is derived
     db.execute("PRAGMA busy_timeout=5000")
+    # Subject keys are random (UUIDs): with SQLite's default 2 MB page cache, upserts into
+    # large tables thrash it. 64 MB keeps the hot B-tree pages resident.
+    db.execute("PRAGMA cache_size=-65536")
     migrations.apply(db)
     return db

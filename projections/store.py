@@ -14,9 +14,10 @@ from typing import Any, NamedTuple
 from sqlite_utils import Database
 
 from statemachines.envelope import RawEnvelope
-from statemachines.events import Subject, Unrecognised
+from statemachines.events import Normalised, Subject, Unrecognised
 from statemachines.fold import Annotation, SubjectState, Transition
-from statemachines.process import Step, step
+from statemachines.normalise import normalise
+from statemachines.process import Step, advance
 
 CHECKPOINT = "processor"
 
@@ -82,13 +83,17 @@ class ProjectionStore:
 
     def process(self, envelopes: Sequence[RawEnvelope]) -> Applied:
         """Run the core over a batch of log envelopes and apply it, effectively once."""
+        return self.process_normalised([(env, normalise(env)) for env in envelopes])
+
+    def process_normalised(self, pairs: Sequence[tuple[RawEnvelope, Normalised]]) -> Applied:
+        """As `process`, for envelopes already normalised (by a parallel reader)."""
         steps = []
-        for env in envelopes:
-            result = step(env, self.states)
+        for env, normalised in pairs:
+            result = advance(env, normalised, self.states)
             if result.outcome is not None:
                 self.states.remember(result.outcome.state)
             steps.append(result)
-        return self.apply(steps, envelopes[-1].offset) if envelopes else Applied([], [])
+        return self.apply(steps, pairs[-1][0].offset) if pairs else Applied([], [])
 
     def apply(self, steps: Sequence[Step], last_offset: int) -> Applied:
         """Write the effects of `steps` and move the checkpoint to `last_offset`, atomically."""

@@ -22,7 +22,13 @@ class Step(NamedTuple):
 
 
 def step(env: RawEnvelope, states: Mapping[str, SubjectState]) -> Step:
-    normalised = normalise(env)
+    return advance(env, normalise(env), states)
+
+
+def advance(
+    env: RawEnvelope, normalised: CanonicalEvent | Unrecognised, states: Mapping[str, SubjectState]
+) -> Step:
+    """The second half of `step`, for callers that normalised elsewhere (parallel replay)."""
     if isinstance(normalised, Unrecognised):
         return Step(env, normalised, None)
     return Step(env, normalised, fold(states.get(normalised.subject.key), normalised))

@@ -41,6 +41,7 @@ from projections.schema import open_projections
 from streams.metrics import SharedMetrics
 from streams.openapi import openapi_route
 from streams.processor import run_processor
+from streams.tuning import tune_gc
 
 log = logging.getLogger("kycflow.serve")
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
@@ -167,6 +168,7 @@ def _wait_for(path: Path, timeout: float = 10.0) -> None:
 # --- child processes ----------------------------------------------------------------------
 def _quiet_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us
+    tune_gc()
 
 
 def _writer_main(socket_path: str, raw_path: Path) -> None:
