@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck imports diagrams unit bench fmt clean
+.PHONY: install run demo test lint typecheck imports diagrams unit bench bench-core bench-service fmt clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -12,6 +12,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+## run: install, then run the service (embedded: SQLite, no broker) on 127.0.0.1:8080
+run: $(STAMP)
+	$(VENV)/bin/kycflow serve
+
+## demo: run the service and send it realistic signed traffic from all three providers
+demo: $(STAMP)
+	$(PY) -m streams.demo
 
 ## test: everything CI runs — lint, types, import rules, diagram check, the test suite
 test: lint typecheck imports diagrams unit
@@ -32,8 +40,15 @@ diagrams: $(STAMP)
 unit: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)
+## bench: the core and the service benchmarks (installs wrk, the load generator, if missing)
+bench: bench-core bench-service
+
+bench-core: $(STAMP)
 	$(PY) -m benchmarks
+
+bench-service: $(STAMP)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(PY) -m benchmarks.service
 
 fmt: $(STAMP)
 	$(VENV)/bin/ruff format .
