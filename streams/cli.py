@@ -34,14 +34,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     database = db_path(os.environ)
-    created = ensure_credentials(load_config(os.environ, database), database)
-    if created is not None:
-        console.print(
-            f"No credentials were configured: generated provider credentials in "
-            f"[bold]{created}[/] (mode 0600). `kycflow simulate` reads them; "
-            "environment variables override them."
-        )
-    try:
+    try:  # refuse a bad configuration before writing anything
         settings = ServeSettings.from_config(load_config(os.environ, database))
     except ValueError as exc:
         console.print(f"[red]configuration error:[/] {exc}")
@@ -49,11 +42,26 @@ def _serve(args: argparse.Namespace) -> int:
     if (refusal := settings.refusal()) is not None:
         console.print(f"[red]{refusal}[/]")
         return 2
+    created = ensure_credentials(load_config(os.environ, database), database)
+    if created is not None:
+        # Plain print: a path must not be wrapped mid-name in a log.
+        print(
+            f"No credentials were configured: generated provider credentials in {created} "
+            "(mode 0600). `kycflow simulate` reads them; environment variables override "
+            "them.",
+            file=sys.stderr,
+        )
+        settings = ServeSettings.from_config(load_config(os.environ, database))
     return serve(settings, ready=lambda url: console.print(f"kycflow serving on {url}"))
 
 
 def _replay(args: argparse.Namespace) -> int:
     database = db_path(os.environ)
+    try:
+        until = replaying.parse_until(args.until) if args.until else None
+    except ValueError as exc:
+        console.print(f"[red]--until:[/] {exc}")
+        return 2
     try:
         total = replaying.total_events(database)
     except Exception as exc:
@@ -69,7 +77,7 @@ def _replay(args: argparse.Namespace) -> int:
     ) as bar:
         task = bar.add_task("replay", total=total)
         count, path = replaying.replay(
-            database, to=args.to, until=args.until, progress=lambda n: bar.advance(task, n)
+            database, to=args.to, until=until, progress=lambda n: bar.advance(task, n)
         )
     console.print(f"replayed {count:,} raw webhooks into {path}")
     return 0
@@ -83,7 +91,8 @@ def _inspect(args: argparse.Namespace) -> int:
     if args.json:
         print(inspection.as_json(found))
     else:
-        inspection.render(found, Console())
+        # Piped output gets a wide, fixed width instead of rich's 80-column guess.
+        inspection.render(found, Console() if sys.stdout.isatty() else Console(width=200))
     return 0
 
 
@@ -115,33 +124,55 @@ def _plain(data: Any) -> Any:
     return data
 
 
+SERVE_HELP = """Run kycflow in embedded mode: HTTP ingest for iDenfy, Ondato and IDWise, a
+durable SQLite raw log (KYCFLOW_DB's .raw.db), the processor and the read API, on
+KYCFLOW_HOST:KYCFLOW_PORT (default 127.0.0.1:8080). With no credentials configured, the first
+run generates them beside the database. Configuration: environment variables (README)."""
+NORMALISE_HELP = """Print the canonical event and the projection kycflow makes of one raw
+webhook body (no server needed): the way to check a provider payload."""
+
+
+def _command(
+    commands: Any, name: str, summary: str, description: str | None
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name,
+        help=summary,
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="kycflow", description="KYC/KYB webhooks in, trustworthy verification status out."
     )
     commands = root.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser(
-        "serve",
-        help="run the service (embedded: ingest, processor, "
-        "read API) on KYCFLOW_HOST:KYCFLOW_PORT, default 127.0.0.1:8080",
+    serve = _command(
+        commands, "serve", "run the embedded service on KYCFLOW_HOST:KYCFLOW_PORT", SERVE_HELP
     )
     serve.set_defaults(handler=_serve)
-    replay = commands.add_parser(
-        "replay",
-        help="rebuild the projections from the raw log "
-        "(in place by default; stop the server first)",
+    replay = _command(
+        commands, "replay", "rebuild the projections from the raw log", replaying.__doc__
     )
-    replay.add_argument("--until", help="only webhooks received up to this ISO-8601 UTC time")
+    replay.add_argument(
+        "--until",
+        help="only webhooks received up to this ISO-8601 time "
+        "(e.g. 2026-11-22T10:00:00Z): the state as of then",
+    )
     replay.add_argument("--to", help="write the rebuilt projections to this file instead")
     replay.set_defaults(handler=_replay)
-    inspect = commands.add_parser("inspect", help="explain why a verification is in its state")
+    inspect = _command(
+        commands, "inspect", "explain why a verification is in its state", inspection.__doc__
+    )
     inspect.add_argument("provider", choices=PROVIDERS)
     inspect.add_argument("kind", help="kyc, kyb, kyb_document, aml_monitoring, …")
     inspect.add_argument("id")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.set_defaults(handler=_inspect)
-    show = commands.add_parser(
-        "normalise", help="show the canonical event and projection for one webhook body"
+    show = _command(
+        commands, "normalise", "show what kycflow makes of one webhook body", NORMALISE_HELP
     )
     show.add_argument("provider", choices=PROVIDERS)
     show.add_argument("body", help="file with the raw body, or - for standard input")

@@ -61,8 +61,8 @@ class ServeSettings:
         return cls(
             db=config.get("KYCFLOW_DB", "./kycflow.db"),
             host=config.get("KYCFLOW_HOST", "127.0.0.1"),
-            port=int(config.get("KYCFLOW_PORT", "8080")),
-            workers=max(1, int(config.get("KYCFLOW_WORKERS", str(os.cpu_count() or 1)))),
+            port=_integer(config, "KYCFLOW_PORT", 8080, upto=65535),
+            workers=_integer(config, "KYCFLOW_WORKERS", os.cpu_count() or 1, upto=256),
             api_token=config.get("KYCFLOW_API_TOKEN") or None,
             ingest=IngestSettings.from_config(config),
         )
@@ -75,6 +75,15 @@ class ServeSettings:
                 "status; set KYCFLOW_API_TOKEN, or listen on 127.0.0.1"
             )
         return None
+
+
+def _integer(config: dict[str, str], name: str, default: int, *, upto: int) -> int:
+    raw = config.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= upto:
+        raise ValueError(f"{name} must be a whole number from 1 to {upto}, not {raw!r}")
+    return int(raw)
 
 
 def now_iso() -> str:
