@@ -86,8 +86,16 @@ def _integer(config: dict[str, str], name: str, default: int, *, upto: int) -> i
     return int(raw)
 
 
+_SECOND: list[Any] = [-1, ""]  # the last whole second formatted, and its text
+
+
 def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """The ingest clock as `received_at` text; the date part is formatted once a second."""
+    now = time.time()
+    second = int(now)
+    if second != _SECOND[0]:
+        _SECOND[:] = [second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")]
+    return f"{_SECOND[1]}.{int((now - second) * 1_000_000):06d}Z"
 
 
 def serve(settings: ServeSettings, ready: Callable[[str], None] | None = None) -> int:
