@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ingest.settings import CREDENTIAL_KEYS
-from streams.config import credentials_path
+from streams.config import ConfigError, credentials_path
 
 
 def generate() -> dict[str, str]:
@@ -34,6 +34,8 @@ def ensure_credentials(config: Mapping[str, str], db_path: str) -> Path | None:
     if any(config.get(key) for key in CREDENTIAL_KEYS):
         return None
     path = credentials_path(db_path)
+    if path.exists():  # never overwrite: an operator may have emptied it on purpose
+        raise ConfigError(f"{path} holds no provider credentials; fill it in or remove it")
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
