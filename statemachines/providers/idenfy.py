@@ -3,7 +3,8 @@
 KYC attempts are told apart by `startTime` (design.md §4c); a preliminary AUTO_FINISHED
 (`final: false`) means in_review whatever its `overall`; EXPIRED vs CANCELLED is decided by
 the header. KYB: the company is `id` in SUBMIT/REVIEW/EXPIRATION but `companyId` in
-INFO_REQUEST/DELETE/AML_REVIEW (where `id` is the reviewed person's).
+INFO_REQUEST/DELETE/AML_REVIEW (where `id` is the reviewed person's). iDenfy's other
+services (AML monitoring, document expiry, facial authentication, …) are in `idenfy_services`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from statemachines.events import (
     unrecognised,
 )
 from statemachines.machines import lifecycle
-from statemachines.payload import integer, parse_object, strings, text, token, utc_ticks
+from statemachines.payload import integer, parse_object, strings, text, utc_ticks
+from statemachines.providers import idenfy_services as services
 
 JsonObject = dict[str, Any]
 Handler = Callable[[RawEnvelope, str, JsonObject], Normalised]
@@ -224,211 +226,24 @@ def _company_aml_review(env: RawEnvelope, header: str, doc: JsonObject) -> Norma
     )
 
 
-# --- Monitoring, documents and the small services ------------------------------------
-def _small(
-    env: RawEnvelope,
-    header: str,
-    kind: str,
-    subject_id: str | None,
-    status: str | None,
-    time: int = 0,
-    **facts: Any,
-) -> Normalised:
-    """One event of a small lifecycle; `status` must be a status of `kind`."""
-    if subject_id is None:
-        return unrecognised(env, f"{header} without its id", header)
-    tiers = lifecycle(kind).tiers
-    if status is None or status not in tiers:
-        shown = facts.get("provider_status")
-        return unrecognised(env, f"{header} with unknown status {shown!r}", header)
-    order = Order(klass=tiers[status], time=time)
-    return event(env, kind, subject_id, header, status, order, **facts)
-
-
-def _aml_monitoring(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
-    current = (text(doc, "status") or "").upper()  # v3
-    legacy = (text(doc, "alertStatus") or "").upper()  # v2, deprecated
-    status = {"ACTIVE": "active", "STOPPED": "stopped", "PENDING": "pending", "ALERT": "alert"}.get(
-        current
-    )
-    if status is None:
-        status = {
-            "ALERT": "alert",
-            "PENDING": "pending",
-            "ACCEPTED": "active",
-            "DECLINED": "active",
-        }.get(legacy)
-    reasons = tuple(
-        f"{name}:{value}"
-        for name in ("pepsStatus", "sanctionsStatus", "adverseMediaStatus")
-        if (value := text(doc, name))
-    )
-    return _small(
-        env,
-        header,
-        "aml_monitoring",
-        text(doc, "monitoringId"),
-        status,
-        provider_status=current or legacy or None,
-        reasons=reasons,
-    )
-
-
-def _aml_monitoring_expiration(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
-    note = (
-        f"{integer(doc, 'usersToExtend') or 0} monitored users to extend, "
-        f"{integer(doc, 'usersToExpire') or 0} to expire"
-    )
-    return history(env, "account_notice", "aml_monitoring_expiration", header, note)
-
-
-def _document_expiration(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
-    threshold = (text(doc, "expirationThreshold") or "").upper()
-    status = {
-        "DOCUMENT_EXPIRES_WITHIN_30_DAYS": "expires_within_30_days",
-        "DOCUMENT_EXPIRES_WITHIN_7_DAYS": "expires_within_7_days",
-        "DOCUMENT_EXPIRES_WITHIN_1_DAY": "expires_within_1_day",
-        "DOCUMENT_EXPIRED": "expired",
-    }.get(threshold)
-    return _small(
-        env,
-        header,
-        "document_expiration",
-        text(doc, "scanRef"),
-        status,
-        provider_status=threshold or None,
-        final=status == "expired",
-    )
-
-
-def _video_call(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
-    scan_ref = text(doc, "scanRef")
-    if scan_ref is None:
-        return unrecognised(env, f"{header} without scanRef", header)
-    return history(env, "kyc", scan_ref, header, "video call finished")
-
-
-def _facial_authentication(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
-    raw = text(doc, "status")
-    status = {
-        "success": "success",
-        "failed": "failed",
-        "expired": "expired",
-        "canceled": "canceled",
-        "cancelled": "canceled",
-        "pending": "pending",
-    }.get(token(raw) or "")
-    reasons = tuple(r for r in (text(doc, "failReason"),) if r) + strings(doc, "riskTags")
-    subject_id = text(doc, "id") or text(doc, "token") or text(doc, "scanRef")
-    return _small(
-        env,
-        header,
-        "facial_authentication",
-        subject_id,
-        status,
-        provider_status=raw,
-        reasons=reasons,
-        final=status != "pending",
-    )
-
-
-def _order_status(kind: str) -> Handler:
-    """GOV_ORDERED_DOCUMENT and SOS_REPORT share GovDocumentOrderStatusEnum."""
-
-    def handle(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
-        raw = (text(doc, "status") or "").upper()
-        status = raw.lower() if raw.lower() in lifecycle(kind).tiers else None
-        return _small(
-            env,
-            header,
-            kind,
-            text(doc, "id"),
-            status,
-            provider_status=raw or None,
-            final=status in {"finished", "failed", "timed_out"},
-        )
-
-    return handle
-
-
-def _account_check(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
-    # `status` is an integer enum 1..5 whose meanings are undocumented: keep it verbatim.
-    return _small(
-        env,
-        header,
-        "account_check",
-        text(doc, "scanRef"),
-        "completed",
-        provider_status=text(doc, "status"),
-        final=True,
-    )
-
-
-def _bank_verification(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
-    risk = text(doc, "riskLevel")
-    return _small(
-        env,
-        header,
-        "bank_verification",
-        text(doc, "id"),
-        "completed",
-        provider_status=risk,
-        reasons=(f"risk:{risk}",) if risk else (),
-        final=True,
-    )
-
-
-def _bank_card_verification(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
-    raw = (text(doc, "status") or "").upper()
-    status = {"NOT_COMPARED": "not_compared", "MATCH": "match", "NO_MATCH": "no_match"}.get(raw)
-    reasons = tuple(r for r in (text(doc, "noMatchReason"),) if r)
-    return _small(
-        env,
-        header,
-        "bank_card_verification",
-        text(doc, "id"),
-        status,
-        provider_status=raw or None,
-        reasons=reasons,
-        final=True,
-    )
-
-
-def _age_estimation(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
-    raw = (text(doc, "status") or "").upper()
-    status = {"COMPLETED": "completed", "FAILED": "failed"}.get(raw)
-    outcome = text(doc, "outcome")
-    return _small(
-        env,
-        header,
-        "age_estimation",
-        text(doc, "scanRef"),
-        status,
-        utc_ticks(doc.get("occurredAt")) or 0,
-        provider_status=raw or None,
-        reasons=(outcome,) if outcome else (),
-        final=True,
-    )
-
-
 HANDLERS: dict[str, Handler] = {
     **dict.fromkeys(KYC_EVENTS, _kyc),
-    "DOCUMENT_EXPIRATION": _document_expiration,
-    "VIDEO_CALL_FINISHED": _video_call,
-    "FACIAL_AUTHENTICATION": _facial_authentication,
-    "AML_MONITORING": _aml_monitoring,
-    "AML_MONITORING_EXPIRATION": _aml_monitoring_expiration,
+    "DOCUMENT_EXPIRATION": services.document_expiration,
+    "VIDEO_CALL_FINISHED": services.video_call,
+    "FACIAL_AUTHENTICATION": services.facial_authentication,
+    "AML_MONITORING": services.aml_monitoring,
+    "AML_MONITORING_EXPIRATION": services.aml_monitoring_expiration,
     "COMPANY_SUBMIT": _company_submit,
     "COMPANY_REVIEW": _company_review,
     "COMPANY_AML_REVIEW": _company_aml_review,
     "COMPANY_INFO_REQUEST": _company_info_request,
     "COMPANY_EXPIRATION": _company_expiration,
     "COMPANY_DELETE": _company_delete,
-    "GOV_ORDERED_DOCUMENT": _order_status("gov_document"),
-    "SOS_REPORT": _order_status("sos_report"),
-    "ACCOUNT_CHECK": _account_check,
-    "BANK_VERIFICATION": _bank_verification,
-    "BANK_CARD_VERIFICATION_COMPLETED": _bank_card_verification,
-    "AGE_ESTIMATION": _age_estimation,
+    "GOV_ORDERED_DOCUMENT": services.order_status("gov_document"),
+    "SOS_REPORT": services.order_status("sos_report"),
+    "ACCOUNT_CHECK": services.account_check,
+    "BANK_VERIFICATION": services.bank_verification,
+    "BANK_CARD_VERIFICATION_COMPLETED": services.bank_card_verification,
+    "AGE_ESTIMATION": services.age_estimation,
 }
 EVENT_TYPES = tuple(HANDLERS)
