@@ -26,6 +26,11 @@ def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+def _json_list(values: Sequence[str]) -> str:
+    """Reason lists are usually empty; that case skips the encoder (a hot path in replay)."""
+    return _json(list(values)) if values else "[]"
+
+
 class States(Mapping[str, SubjectState]):
     """Subject states for `step`: a bounded in-memory cache over the verifications table."""
 
@@ -198,7 +203,7 @@ def _verification(state: SubjectState) -> tuple[Any, ...]:
         state.decided_by,
         state.attempt,
         state.provider_status,
-        _json(list(state.reasons)),
+        _json_list(state.reasons),
         state.version,
         state.updated_at,
         state.cause_event,
@@ -269,5 +274,5 @@ def _transition(t: Transition) -> tuple[Any, ...]:
         t.offset,
         t.received_at,
         t.provider_status,
-        _json(list(t.reasons)),
+        _json_list(t.reasons),
     )
