@@ -110,16 +110,13 @@ def serve(settings: ServeSettings, ready: Callable[[str], None] | None = None) -
         for _ in range(settings.workers)
     ]
     ctx = multiprocessing.get_context("fork")
-    stop = ctx.Event()
     children: list[BaseProcess] = [
         ctx.Process(target=_writer_main, args=(socket_path, raw_path), name="writer")
     ]
     children[0].start()
     _wait_for(Path(socket_path))
     children.append(
-        ctx.Process(
-            target=_processor_main, name="processor", args=(settings.db, raw_path, stop, metrics)
-        )
+        ctx.Process(target=_processor_main, name="processor", args=(settings.db, raw_path, metrics))
     )
     children += [
         ctx.Process(
@@ -137,10 +134,10 @@ def serve(settings: ServeSettings, ready: Callable[[str], None] | None = None) -
     log.info("kycflow listening on %s (%d HTTP workers)", address, settings.workers)
     if ready is not None:
         ready(address)
-    return _supervise(children, stop)
+    return _supervise(children)
 
 
-def _supervise(children: list[BaseProcess], stop: Any) -> int:
+def _supervise(children: list[BaseProcess]) -> int:
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -159,7 +156,6 @@ def _supervise(children: list[BaseProcess], stop: Any) -> int:
     for child in reversed(children[2:]):
         _stop(child)
     _stop(children[0])
-    stop.set()
     _stop(children[1])
     return 1 if crashed and not stopping else 0
 
@@ -193,9 +189,25 @@ def _writer_main(socket_path: str, raw_path: Path) -> None:
     _run(_until_terminated(run_writer(socket_path, raw_path)))
 
 
-def _processor_main(db: str, raw_path: Path, stop: Any, metrics: SharedMetrics) -> None:
+class _StopFlag:
+    """Set by SIGTERM. A plain attribute, never a multiprocessing.Event: a signal handler
+    that takes the Event's lock while the loop holds it in is_set() deadlocks the process
+    (seen once in the e2e suite: processor and supervisor both stuck)."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+
+    def set(self, *_: object) -> None:
+        self.stopping = True
+
+    def is_set(self) -> bool:
+        return self.stopping
+
+
+def _processor_main(db: str, raw_path: Path, metrics: SharedMetrics) -> None:
     _quiet_interrupts()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop = _StopFlag()
+    signal.signal(signal.SIGTERM, stop.set)
     # During a burst the cores go to ingest (providers wait on it); projections catch up
     # after. When the machine is idle, niceness costs nothing.
     os.nice(19)
