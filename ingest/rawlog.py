@@ -144,21 +144,12 @@ def envelope_from_row(row: Sequence[Any]) -> RawEnvelope:
     )
 
 
-def read_after(
-    conn: sqlite3.Connection, offset: int, limit: int, until: str | None = None
-) -> list[RawEnvelope]:
-    """Up to `limit` envelopes after `offset`, in log order (optionally received <= until)."""
-    if until is None:
-        rows = conn.execute(
-            f'SELECT {COLUMNS} FROM raw_log WHERE "offset" > ? ORDER BY "offset" LIMIT ?',
-            (offset, limit),
-        ).fetchall()
-    else:
-        rows = conn.execute(
-            f'SELECT {COLUMNS} FROM raw_log WHERE "offset" > ? AND received_at <= ? '
-            'ORDER BY "offset" LIMIT ?',
-            (offset, until, limit),
-        ).fetchall()
+def read_after(conn: sqlite3.Connection, offset: int, limit: int) -> list[RawEnvelope]:
+    """Up to `limit` envelopes after `offset`, in log order."""
+    rows = conn.execute(
+        f'SELECT {COLUMNS} FROM raw_log WHERE "offset" > ? ORDER BY "offset" LIMIT ?',
+        (offset, limit),
+    ).fetchall()
     return [envelope_from_row(row) for row in rows]
 
 

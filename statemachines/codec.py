@@ -10,7 +10,7 @@ import base64
 from typing import Any
 
 from statemachines.events import Subject
-from statemachines.fold import Annotation, Effect, SubjectState, Transition
+from statemachines.fold import Effect, SubjectState, Transition
 
 
 def state_to_dict(state: SubjectState) -> dict[str, Any]:
@@ -57,12 +57,3 @@ def effect_to_dict(effect: Effect) -> dict[str, Any]:
     if isinstance(effect, Transition):
         data["reasons"] = list(effect.reasons)
     return data
-
-
-__all__ = [
-    "Annotation",
-    "effect_to_dict",
-    "state_from_dict",
-    "state_to_dict",
-    "subject_from_key",
-]

@@ -154,10 +154,10 @@ def _contend(state: SubjectState, event: CanonicalEvent, digest: bytes) -> Outco
         event.order.rank,
         event.offset,
     )
-    destination = cycle.next_status(state.status, event.status)
     if state.winner is not None and key < state.winner:
         after = _next(state, event, digest, keys, attempt, None)
         return Outcome(after, _outranked(after, event, key))
+    destination = cycle.next_status(state.status, event.status)
     if destination is None:
         after = _next(state, event, digest, keys, attempt, None)
         reason = f"no {cycle.kind} step from {state.status or 'new'} to {event.status}"
