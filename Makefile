@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test lint typecheck imports diagrams unit bench bench-core bench-service fmt clean
+.PHONY: install run demo test lint typecheck imports diagrams compose unit bench bench-core bench-service fmt clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(PY) -m streams.demo
 
 ## test: everything CI runs — lint, types, import rules, diagram check, the test suite
-test: lint typecheck imports diagrams unit
+test: lint typecheck imports diagrams compose unit
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -36,6 +36,10 @@ imports: $(STAMP)
 
 diagrams: $(STAMP)
 	$(PY) -m scripts.diagrams --check
+
+## compose: validate compose.yaml (docker-compose 1.29 syntax check, installed via apt if missing)
+compose:
+	bash scripts/check_compose.sh
 
 unit: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

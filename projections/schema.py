@@ -76,3 +76,12 @@ def open_projections(path: str) -> Database:
     db.execute("PRAGMA cache_size=-65536")
     migrations.apply(db)
     return db
+
+
+@migrations()
+def transitions_unique_per_version(db: Database) -> None:
+    # One transition per subject version: Kafka mode's projector may receive a transition
+    # twice (at-least-once) and relies on this to apply it once.
+    db.execute(
+        "CREATE UNIQUE INDEX IF NOT EXISTS transitions_by_version ON transitions (subject, version)"
+    )

@@ -136,45 +136,29 @@ class _Rows:
         if isinstance(event, Unrecognised) or outcome is None:
             reason = event.reason if isinstance(event, Unrecognised) else "unrecognised"
             event_type = event.event_type if isinstance(event, Unrecognised) else None
-            self.quarantine.append(
-                (env.offset, env.provider, reason, event_type, env.dedup_key, env.received_at)
-            )
+            self.quarantine.append(quarantine_row(env, reason, event_type))
             return
         state, effect = outcome
         self.states[state.subject.key] = state
         if isinstance(effect, Transition):
             self.transitions.append(effect)
-            kind, reason = "transition", f"{effect.from_status or 'new'} -> {effect.to_status}"
-        else:
-            assert isinstance(effect, Annotation)
-            kind, reason = effect.kind, effect.reason
-        self.events.append(
-            (
-                env.offset,
-                state.subject.key,
-                event.event_type,
-                kind,
-                reason,
-                state.version,
-                env.received_at,
-            )
-        )
+        self.events.append(subject_event_row(effect))
 
     def write(self, conn: Any) -> None:
         conn.executemany(
             f"INSERT OR REPLACE INTO verifications ({VERIFICATION_COLUMNS}) "
             f"VALUES ({', '.join('?' * 19)})",
-            [_verification(state) for state in self.states.values()],
+            [verification_row(state) for state in self.states.values()],
         )
-        documents = [_document(s) for s in self.states.values() if s.subject.kind == "kyb_document"]
+        documents = [
+            document_row(s) for s in self.states.values() if s.subject.kind == "kyb_document"
+        ]
         conn.executemany(
             "INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?)", documents
         )
         conn.executemany(
-            "INSERT INTO transitions (subject, version, from_status, to_status, trigger, "
-            'attempt, final, decided_by, event_type, dedup_key, "offset", received_at, '
-            "provider_status, reasons) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [_transition(t) for t in self.transitions],
+            f"INSERT INTO transitions ({TRANSITION_COLUMNS}) VALUES ({', '.join('?' * 14)})",
+            [transition_row(t) for t in self.transitions],
         )
         conn.executemany(
             "INSERT OR REPLACE INTO subject_events VALUES (?, ?, ?, ?, ?, ?, ?)", self.events
@@ -184,6 +168,10 @@ class _Rows:
         )
 
 
+TRANSITION_COLUMNS = (
+    "subject, version, from_status, to_status, trigger, attempt, final, decided_by, "
+    'event_type, dedup_key, "offset", received_at, provider_status, reasons'
+)
 VERIFICATION_COLUMNS = (
     "subject, provider, kind, id, status, final, decided_by, attempt, provider_status, "
     "reasons, version, updated_at, cause_event, cause_offset, parent_kind, parent_id, "
@@ -191,7 +179,7 @@ VERIFICATION_COLUMNS = (
 )
 
 
-def _verification(state: SubjectState) -> tuple[Any, ...]:
+def verification_row(state: SubjectState) -> tuple[Any, ...]:
     subject, parent = state.subject, state.parent
     return (
         subject.key,
@@ -217,7 +205,7 @@ def _verification(state: SubjectState) -> tuple[Any, ...]:
 
 
 def state_from_row(row: Sequence[Any]) -> SubjectState:
-    """Inverse of `_verification`: the fold's state of a stored subject."""
+    """Inverse of `verification_row`: the fold's state of a stored subject."""
     provider, kind, sid, status, final, decided_by, attempt, provider_status = row[1:9]
     reasons, version, updated_at, cause_event, cause_offset, parent_kind, parent_id = row[9:16]
     winner, attempts, seen = row[16:19]
@@ -241,11 +229,32 @@ def state_from_row(row: Sequence[Any]) -> SubjectState:
     )
 
 
+def subject_event_row(effect: Transition | Annotation) -> tuple[Any, ...]:
+    """What one delivery did to its subject: a `subject_events` row."""
+    if isinstance(effect, Transition):
+        kind, reason = "transition", f"{effect.from_status or 'new'} -> {effect.to_status}"
+    else:
+        kind, reason = effect.kind, effect.reason
+    return (
+        effect.offset,
+        effect.subject.key,
+        effect.event_type,
+        kind,
+        reason,
+        effect.version,
+        effect.received_at,
+    )
+
+
+def quarantine_row(env: RawEnvelope, reason: str, event_type: str | None) -> tuple[Any, ...]:
+    return (env.offset, env.provider, reason, event_type, env.dedup_key, env.received_at)
+
+
 def _ints(values: Sequence[int]) -> str:
     return ",".join(map(str, values))
 
 
-def _document(state: SubjectState) -> tuple[Any, ...]:
+def document_row(state: SubjectState) -> tuple[Any, ...]:
     kyb = state.parent.id if state.parent else None
     return (
         state.subject.key,
@@ -259,7 +268,7 @@ def _document(state: SubjectState) -> tuple[Any, ...]:
     )
 
 
-def _transition(t: Transition) -> tuple[Any, ...]:
+def transition_row(t: Transition) -> tuple[Any, ...]:
     return (
         t.subject.key,
         t.version,

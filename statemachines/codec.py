@@ -9,8 +9,9 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from statemachines.events import Subject
-from statemachines.fold import Effect, SubjectState, Transition
+from statemachines.envelope import RawEnvelope
+from statemachines.events import Subject, Unrecognised
+from statemachines.fold import Annotation, Effect, SubjectState, Transition
 
 
 def state_to_dict(state: SubjectState) -> dict[str, Any]:
@@ -57,3 +58,65 @@ def effect_to_dict(effect: Effect) -> dict[str, Any]:
     if isinstance(effect, Transition):
         data["reasons"] = list(effect.reasons)
     return data
+
+
+def effect_from_dict(data: dict[str, Any]) -> Effect:
+    """Inverse of `effect_to_dict`; raises KeyError/ValueError on a malformed record."""
+    fields = {name: data[name] for name in _EFFECT_FIELDS[data["type"]]}
+    fields["subject"] = subject_from_key(data["subject"])
+    if data["type"] == "transition":
+        fields["reasons"] = tuple(fields["reasons"])
+        return Transition(**fields)
+    return Annotation(**fields)
+
+
+_EFFECT_FIELDS = {"transition": Transition._fields, "annotation": Annotation._fields}
+
+
+def status_record(state: SubjectState) -> dict[str, Any]:
+    """A subject's state as published on `kycflow.status`: the public projection first
+    (what subscribers read), plus `subject` and the fold's bookkeeping under `fold`, so a
+    projector rebuilds exactly the row the embedded processor writes."""
+    record = state.public()
+    record["subject"] = state.subject.key
+    record["fold"] = {
+        "winner": list(state.winner) if state.winner else None,
+        "attempt_keys": list(state.attempt_keys),
+        "seen": base64.b64encode(state.seen).decode("ascii"),
+    }
+    return record
+
+
+def state_from_status_record(record: dict[str, Any]) -> SubjectState:
+    """Inverse of `status_record`."""
+    fold = record["fold"]
+    subject = subject_from_key(record["subject"])
+    parent = (
+        Subject(subject.provider, record["parent_kind"], record["parent_id"])
+        if record.get("parent_kind")
+        else None
+    )
+    return state_from_dict(
+        {
+            **record,
+            "parent": parent.key if parent else None,
+            "winner": fold["winner"],
+            "attempt_keys": fold["attempt_keys"],
+            "seen": fold["seen"],
+        }
+    )
+
+
+QUARANTINE_FIELDS = ("offset", "provider", "reason", "event_type", "dedup_key", "received_at")
+
+
+def quarantine_record(env: RawEnvelope, unrecognised: Unrecognised | None) -> dict[str, Any]:
+    """An envelope the core could not read, as published on the quarantine topic."""
+    return {
+        "offset": env.offset,
+        "provider": env.provider,
+        "reason": unrecognised.reason if unrecognised else "unrecognised",
+        "event_type": unrecognised.event_type if unrecognised else None,
+        "dedup_key": env.dedup_key,
+        "received_at": env.received_at,
+    }

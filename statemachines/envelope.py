@@ -137,3 +137,22 @@ def envelope_from_json(data: bytes) -> RawEnvelope:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"malformed envelope record: {exc}") from exc
+
+
+UNREADABLE = "unreadable"  # provider of a log record that is not an envelope at all
+
+
+def envelope_from_record(data: bytes, offset: int) -> RawEnvelope:
+    """A `kycflow.raw` record as the envelope to fold, stored at `offset`.
+
+    A record that is not an envelope (written by something other than kycflow's ingest)
+    becomes an envelope of provider `unreadable` with the record as its body: the core
+    quarantines it, so it stays visible and replayable instead of stopping a worker.
+    """
+    try:
+        return envelope_from_json(data).at(offset)
+    except ValueError:
+        sha = hashlib.sha256(data).hexdigest()
+        return RawEnvelope(
+            UNREADABLE, data, {}, "", f"{UNREADABLE}:sha256:{sha}", sha, offset=offset
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from statemachines.envelope import RawEnvelope
+from statemachines.envelope import UNREADABLE, RawEnvelope
 from statemachines.events import Normalised, unrecognised
 from statemachines.providers import idenfy, idwise, ondato
 
@@ -17,6 +17,8 @@ NORMALISERS: dict[str, Callable[[RawEnvelope], Normalised]] = {
 
 def normalise(env: RawEnvelope) -> Normalised:
     normaliser = NORMALISERS.get(env.provider)
+    if env.provider == UNREADABLE:
+        return unrecognised(env, "not a kycflow raw envelope record")
     if normaliser is None:
         return unrecognised(env, f"unknown provider {env.provider!r}")
     try:

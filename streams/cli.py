@@ -23,6 +23,7 @@ from statemachines.envelope import PROVIDERS
 from streams import inspect as inspection
 from streams import replay as replaying
 from streams.config import ConfigError, db_path, load_config
+from streams.kafka_cli import add_kafka_commands, kafka_settings
 from streams.simulate import add_parser as add_simulate
 
 console = Console(stderr=True)
@@ -56,6 +57,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    if args.from_kafka:
+        return _replay_kafka(args)
     database = db_path(os.environ)
     try:
         until = replaying.parse_until(args.until) if args.until else None
@@ -80,6 +83,32 @@ def _replay(args: argparse.Namespace) -> int:
             database, to=args.to, until=until, progress=lambda n: bar.advance(task, n)
         )
     console.print(f"replayed {count:,} raw webhooks into {path}")
+    return 0
+
+
+def _replay_kafka(args: argparse.Namespace) -> int:
+    from streams.kafka_replay import replay_from_kafka
+
+    if not args.to or args.until:
+        console.print("[red]replay --from-kafka needs --to PATH (a new file) and no --until[/]")
+        return 2
+    settings = kafka_settings()
+    if settings is None:
+        return 2
+    with Progress(
+        "replay",
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    ) as bar:
+        task = bar.add_task("replay", total=None)
+        try:
+            count = replay_from_kafka(settings, args.to, lambda n: bar.advance(task, n))
+        except (FileExistsError, TimeoutError) as exc:
+            console.print(f"[red]{exc}[/]")
+            return 2
+    console.print(f"replayed {count:,} raw webhooks from {settings.topic('raw')} into {args.to}")
     return 0
 
 
@@ -162,6 +191,11 @@ def parser() -> argparse.ArgumentParser:
         "(e.g. 2026-11-22T10:00:00Z): the state as of then",
     )
     replay.add_argument("--to", help="write the rebuilt projections to this file instead")
+    replay.add_argument(
+        "--from-kafka",
+        action="store_true",
+        help="re-fold the Kafka raw topic (KYCFLOW_KAFKA_BOOTSTRAP) into --to, a new file",
+    )
     replay.set_defaults(handler=_replay)
     inspect = _command(
         commands, "inspect", "explain why a verification is in its state", inspection.__doc__
@@ -179,6 +213,7 @@ def parser() -> argparse.ArgumentParser:
     show.add_argument("--event-type", help="iDenfy's Idenfy-Event-Type header value")
     show.set_defaults(handler=_normalise)
     add_simulate(commands)
+    add_kafka_commands(commands, _command)
     return root
 
 

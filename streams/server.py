@@ -34,10 +34,12 @@ from aiohttp import web
 
 from ingest import rawlog
 from ingest.app import ingest_routes
+from ingest.kafka_log import KafkaAppender
 from ingest.settings import IngestSettings
 from ingest.writer import WriterClient, run_writer
 from projections.api import read_routes
 from projections.schema import open_projections
+from streams.kafka_config import KafkaSettings, ensure_topics
 from streams.metrics import SharedMetrics
 from streams.openapi import openapi_route
 from streams.processor import run_processor
@@ -55,6 +57,7 @@ class ServeSettings:
     workers: int
     api_token: str | None
     ingest: IngestSettings
+    kafka: KafkaSettings | None = None  # set: ingest to Kafka; `kycflow project` projects
 
     @classmethod
     def from_config(cls, config: dict[str, str]) -> ServeSettings:
@@ -65,6 +68,7 @@ class ServeSettings:
             workers=_integer(config, "KYCFLOW_WORKERS", os.cpu_count() or 1, upto=256),
             api_token=config.get("KYCFLOW_API_TOKEN") or None,
             ingest=IngestSettings.from_config(config),
+            kafka=KafkaSettings.from_config(config),
         )
 
     def refusal(self) -> str | None:
@@ -110,14 +114,21 @@ def serve(settings: ServeSettings, ready: Callable[[str], None] | None = None) -
         for _ in range(settings.workers)
     ]
     ctx = multiprocessing.get_context("fork")
-    children: list[BaseProcess] = [
-        ctx.Process(target=_writer_main, args=(socket_path, raw_path), name="writer")
-    ]
-    children[0].start()
-    _wait_for(Path(socket_path))
-    children.append(
-        ctx.Process(target=_processor_main, name="processor", args=(settings.db, raw_path, metrics))
-    )
+    children: list[BaseProcess] = []
+    if settings.kafka is None:
+        children.append(
+            ctx.Process(target=_writer_main, args=(socket_path, raw_path), name="writer")
+        )
+        children[0].start()
+        _wait_for(Path(socket_path))
+        children.append(
+            ctx.Process(
+                target=_processor_main, name="processor", args=(settings.db, raw_path, metrics)
+            )
+        )
+    else:
+        _create_topics(settings.kafka)
+    backends = len(children)  # the writer and processor; stopped after the HTTP workers
     children += [
         ctx.Process(
             target=_http_main,
@@ -126,18 +137,30 @@ def serve(settings: ServeSettings, ready: Callable[[str], None] | None = None) -
         )
         for slot in range(1, settings.workers + 1)
     ]
-    for child in children[1:]:
+    for child in children[min(backends, 1) :]:
         child.start()
     for listener in listeners:
         listener.close()  # the workers hold them now
     address = f"http://{settings.host}:{settings.port}"
-    log.info("kycflow listening on %s (%d HTTP workers)", address, settings.workers)
+    mode = f"Kafka mode, {settings.kafka.bootstrap}" if settings.kafka else "embedded"
+    log.info("kycflow listening on %s (%d HTTP workers, %s)", address, settings.workers, mode)
     if ready is not None:
         ready(address)
-    return _supervise(children)
+    return _supervise(children, backends)
 
 
-def _supervise(children: list[BaseProcess]) -> int:
+def _create_topics(kafka: KafkaSettings) -> None:
+    """Best effort: a broker that is down now gets 503s until it is back, not a dead serve."""
+    try:
+        created = ensure_topics(kafka)
+    except Exception as exc:
+        log.warning("could not check or create the Kafka topics (%s); continuing", exc)
+    else:
+        if created:
+            log.info("created Kafka topics: %s", ", ".join(created))
+
+
+def _supervise(children: list[BaseProcess], backends: int) -> int:
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -153,10 +176,10 @@ def _supervise(children: list[BaseProcess]) -> int:
         log.error("process %s stopped unexpectedly; stopping kycflow", ", ".join(crashed))
     # HTTP workers first (no new requests), then the writer (it has answered all it
     # received), then the processor.
-    for child in reversed(children[2:]):
+    for child in reversed(children[backends:]):
         _stop(child)
-    _stop(children[0])
-    _stop(children[1])
+    for child in children[:backends]:
+        _stop(child)
     return 1 if crashed and not stopping else 0
 
 
@@ -246,10 +269,20 @@ async def _http(
     settings: ServeSettings,
     metrics: SharedMetrics,
 ) -> None:
-    client = WriterClient(socket_path)
+    kafka = settings.kafka
+    client: WriterClient | KafkaAppender = (
+        WriterClient(socket_path)
+        if kafka is None
+        else KafkaAppender(
+            kafka.servers,
+            kafka.topic("raw"),
+            linger_ms=kafka.linger_ms,
+            timeout=kafka.produce_timeout,
+        )
+    )
     app = web.Application(client_max_size=settings.ingest.max_body)
     app.add_routes(ingest_routes(settings.ingest, client, now_iso, metrics.recorder(slot)))
-    gauges = _gauges(settings.db, raw_path)
+    gauges = _gauges(settings.db, raw_path) if kafka is None else dict
     app.add_routes(
         read_routes(
             settings.db, api_token=settings.api_token, render_metrics=lambda: metrics.render(gauges)

@@ -128,8 +128,8 @@ def test_state_survives_its_codec(case: tuple[History, list[Webhook]]) -> None:
 @given(arrivals())
 def test_state_survives_the_verifications_row(case: tuple[History, list[Webhook]]) -> None:
     # The processor resumes a subject from its row after a restart or a cache eviction.
-    from projections.store import _verification, state_from_row
+    from projections.store import state_from_row, verification_row
 
     _, sequence = case
     for state in replay(log_of(sequence)).values():
-        assert state_from_row(_verification(state)) == state
+        assert state_from_row(verification_row(state)) == state

@@ -1,0 +1,126 @@
+"""The Kafka-mode commands: `worker`, `project`, `tail`, `topics`, `replay --from-kafka`."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+from typing import Any
+
+from rich.console import Console
+
+from streams.config import db_path, load_config
+from streams.kafka_config import SETTINGS, KafkaSettings, ensure_topics, topic_configs
+
+console = Console(stderr=True)
+NEEDS_KAFKA = "set KYCFLOW_KAFKA_BOOTSTRAP (host:port of a Kafka broker) to use this command"
+
+
+def kafka_settings() -> KafkaSettings | None:
+    """The Kafka settings from the environment; None (after saying why) when unusable."""
+    try:
+        settings = KafkaSettings.from_config(load_config(os.environ))
+    except ValueError as exc:
+        console.print(f"[red]configuration error:[/] {exc}")
+        return None
+    if settings is None:
+        console.print(f"[red]{NEEDS_KAFKA}[/]")
+    return settings
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from streams.worker import run_worker
+
+    settings = kafka_settings()
+    return 2 if settings is None else run_worker(settings, loglevel=args.loglevel)
+
+
+def _project(args: argparse.Namespace) -> int:
+    from streams.project import run_projector
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = kafka_settings()
+    if settings is None:
+        return 2
+    applied = run_projector(settings, db_path(os.environ))
+    console.print(f"projector stopped after {applied:,} records")
+    return 0
+
+
+def _tail(args: argparse.Namespace) -> int:
+    from streams.tail import line, tail
+
+    settings = kafka_settings()
+    if settings is None:
+        return 2
+
+    def show(record: dict[str, Any]) -> None:
+        print(json.dumps(record) if args.json else line(record), flush=True)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        tail(
+            settings,
+            show,
+            from_beginning=args.from_beginning,
+            limit=args.limit,
+            idle_timeout=args.idle_timeout,
+        )
+    return 0
+
+
+def _topics(args: argparse.Namespace) -> int:
+    settings = kafka_settings()
+    if settings is None:
+        return 2
+    created = ensure_topics(settings)
+    for name, configs in topic_configs(settings).items():
+        state = "created" if name in created else "exists"
+        settings_text = ", ".join(f"{k}={v}" for k, v in configs.items())
+        console.print(f"{name:<24} {state:<8} {settings.partitions} partitions, {settings_text}")
+    return 0
+
+
+WORKER_HELP = """Run a Faust worker of the app KYCFLOW_KAFKA_GROUP: it folds kycflow.raw with
+the core (the same step as embedded mode) and publishes kycflow.status, .transitions,
+.annotations and .quarantine. Start several to share the raw topic's partitions."""
+PROJECT_HELP = """Consume kycflow's output topics into the SQLite projections at KYCFLOW_DB,
+which `kycflow serve` (Kafka mode) serves. Run exactly one per database."""
+TAIL_HELP = """Print status changes as they happen, as a downstream subscriber of
+kycflow.status would see them (newest version per subject; repeats skipped)."""
+TOPICS_HELP = """Create kycflow's topics if missing (serve, worker and project also do it on
+start), and print them with their configs. Settings:
+""" + "\n".join(f"  {name:<32} {text} (default {d or '-'})" for name, (text, d) in SETTINGS.items())
+
+
+def add_kafka_commands(commands: Any, command: Any) -> None:
+    """Register the Kafka-mode commands on the CLI's subparsers (`command` builds one)."""
+    worker = command(
+        commands,
+        "worker",
+        "run a Faust worker: kycflow.raw -> status, transitions",
+        WORKER_HELP,
+    )
+    worker.add_argument("--loglevel", default="info", choices=["debug", "info", "warning"])
+    worker.set_defaults(handler=_worker)
+    project = command(
+        commands,
+        "project",
+        "project the output topics into KYCFLOW_DB (Kafka mode)",
+        PROJECT_HELP,
+    )
+    project.set_defaults(handler=_project)
+    tail = command(
+        commands,
+        "tail",
+        "print status changes from kycflow.status",
+        TAIL_HELP,
+    )
+    tail.add_argument("--from-beginning", action="store_true", help="every subject's status")
+    tail.add_argument("--json", action="store_true", help="one JSON record per line")
+    tail.add_argument("--limit", type=int, help="stop after this many status changes")
+    tail.add_argument("--idle-timeout", type=float, help="stop after this many quiet seconds")
+    tail.set_defaults(handler=_tail)
+    topics = command(commands, "topics", "create and list kycflow's Kafka topics", TOPICS_HELP)
+    topics.set_defaults(handler=_topics)

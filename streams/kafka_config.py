@@ -1,0 +1,135 @@
+"""Kafka mode's settings and topics, shared by `serve`, `worker`, `project`, `tail`, `replay`.
+
+All come from the same environment (design.md §6); `KYCFLOW_KAFKA_BOOTSTRAP` switches
+Kafka mode on. Topics are created with kafka-python's admin client, with the configs
+their roles need: the raw topic is the source of truth (kept forever by default), the
+status topic is compacted (latest status per subject), the others are logs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+log = logging.getLogger("kycflow.kafka")
+N = TypeVar("N", int, float)
+
+# name -> (what it is, default); the README's configuration table lists the same.
+SETTINGS = {
+    "KYCFLOW_KAFKA_BOOTSTRAP": ("host:port[,host:port] of the brokers; set -> Kafka mode", ""),
+    "KYCFLOW_KAFKA_TOPIC_PREFIX": ("topic names are PREFIX.raw, PREFIX.status, …", "kycflow"),
+    "KYCFLOW_KAFKA_GROUP": ("consumer group of the workers (the Faust app id)", "kycflow"),
+    "KYCFLOW_KAFKA_PARTITIONS": ("partitions of new topics: the most workers that help", "8"),
+    "KYCFLOW_KAFKA_REPLICATION": ("replication factor of new topics", "1"),
+    "KYCFLOW_KAFKA_RAW_RETENTION_MS": ("retention of the raw topic; -1 keeps it forever", "-1"),
+    "KYCFLOW_KAFKA_LINGER_MS": ("ingest producer linger: batching vs. latency", "1"),
+    "KYCFLOW_KAFKA_PRODUCE_TIMEOUT": ("seconds ingest waits for the broker before a 503", "5"),
+    "KYCFLOW_KAFKA_SESSION_TIMEOUT": ("consumer session timeout, seconds", "10"),
+    "KYCFLOW_KAFKA_REBALANCE_TIMEOUT": ("consumer rebalance timeout, seconds", "30"),
+    "KYCFLOW_WORKER_BATCH": ("most raw webhooks a worker folds per batch", "500"),
+}
+
+SUFFIXES = ("raw", "status", "transitions", "annotations", "quarantine")
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    bootstrap: str
+    prefix: str = "kycflow"
+    group: str = "kycflow"
+    partitions: int = 8
+    replication: int = 1
+    raw_retention_ms: int = -1
+    linger_ms: int = 1
+    produce_timeout: float = 5.0
+    session_timeout: float = 10.0
+    rebalance_timeout: float = 30.0
+    batch: int = 500
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, str]) -> KafkaSettings | None:
+        """None when Kafka mode is off; ValueError naming the variable when one is bad."""
+        bootstrap = config.get("KYCFLOW_KAFKA_BOOTSTRAP", "").strip()
+        if not bootstrap:
+            return None
+
+        def get(name: str) -> str:
+            return config.get(name, "").strip() or SETTINGS[name][1]
+
+        return cls(
+            bootstrap=bootstrap,
+            prefix=get("KYCFLOW_KAFKA_TOPIC_PREFIX"),
+            group=get("KYCFLOW_KAFKA_GROUP"),
+            partitions=_number(get, "KYCFLOW_KAFKA_PARTITIONS", int, 1, 10_000),
+            replication=_number(get, "KYCFLOW_KAFKA_REPLICATION", int, 1, 100),
+            raw_retention_ms=_number(get, "KYCFLOW_KAFKA_RAW_RETENTION_MS", int, -1, 2**62),
+            linger_ms=_number(get, "KYCFLOW_KAFKA_LINGER_MS", int, 0, 10_000),
+            produce_timeout=_number(get, "KYCFLOW_KAFKA_PRODUCE_TIMEOUT", float, 0.1, 300.0),
+            session_timeout=_number(get, "KYCFLOW_KAFKA_SESSION_TIMEOUT", float, 1.0, 3600.0),
+            rebalance_timeout=_number(get, "KYCFLOW_KAFKA_REBALANCE_TIMEOUT", float, 1.0, 3600.0),
+            batch=_number(get, "KYCFLOW_WORKER_BATCH", int, 1, 100_000),
+        )
+
+    def topic(self, suffix: str) -> str:
+        assert suffix in SUFFIXES, suffix
+        return f"{self.prefix}.{suffix}"
+
+    @property
+    def servers(self) -> list[str]:
+        return [server.strip() for server in self.bootstrap.split(",") if server.strip()]
+
+
+def _number(get: Callable[[str], str], name: str, kind: Callable[[str], N], low: N, high: N) -> N:
+    raw = get(name)
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, not {raw!r}") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be from {low} to {high}, not {raw!r}")
+    return value
+
+
+def topic_configs(settings: KafkaSettings) -> dict[str, dict[str, str]]:
+    """Each topic's configs, by name."""
+    logs = {"cleanup.policy": "delete", "retention.ms": "-1"}
+    return {
+        settings.topic("raw"): {
+            "cleanup.policy": "delete",
+            "retention.ms": str(settings.raw_retention_ms),
+        },
+        # Latest status per subject; subscribers that start late read only what matters.
+        settings.topic("status"): {"cleanup.policy": "compact"},
+        settings.topic("transitions"): logs,
+        settings.topic("annotations"): logs,
+        settings.topic("quarantine"): logs,
+    }
+
+
+def ensure_topics(settings: KafkaSettings, timeout: float = 10.0) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(
+        bootstrap_servers=settings.servers,
+        client_id="kycflow-admin",
+        request_timeout_ms=int(timeout * 1000),
+    )
+    try:
+        existing = set(admin.list_topics())
+        wanted = [
+            NewTopic(name, settings.partitions, settings.replication, topic_configs=configs)
+            for name, configs in topic_configs(settings).items()
+            if name not in existing
+        ]
+        if wanted:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
+                admin.create_topics(wanted)
+            log.info("created topics %s", ", ".join(t.name for t in wanted))
+        return [t.name for t in wanted]
+    finally:
+        admin.close()

@@ -1,0 +1,252 @@
+"""`kycflow worker`: the Faust app that folds `kycflow.raw` into the output topics.
+
+One agent consumes the raw topic (keyed by subject, so each subject's events reach one
+worker in log order), runs the same `step` as the embedded processor, keeps subject
+states in a changelog-backed Faust table and publishes:
+`kycflow.status` (the subject's state after every change, keyed by subject),
+`kycflow.transitions`, `kycflow.annotations` (why an event changed nothing) and
+`kycflow.quarantine` (what the core could not read, with the reason).
+
+At-least-once, with outputs that are safe to repeat (faust's exactly-once mode has open
+bugs around rebalances; the projector absorbs repeats). Per batch the order of durable
+writes is what makes a crash harmless anywhere:
+1. outputs, awaited until the broker acknowledged them;
+2. subject states (table changelog), flushed;
+3. the partition's next raw offset (the same table, after the states, alone in its batch).
+A restart that refolds an event whose outputs are out but whose state is not gets the same
+outputs again; one whose state is out skips it by the stored offset (step 3), or at worst
+sees it as a duplicate, which the projector never lets overwrite the real effect.
+The stored offset also catches a consumer that skips records (seen with Faust on a
+backlog, docs/kafka-mode-notes.md): the missing range is fetched directly and folded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import faust
+import pydantic_core
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.serializers import codecs
+
+from statemachines.codec import (
+    effect_to_dict,
+    quarantine_record,
+    state_from_dict,
+    state_to_dict,
+    status_record,
+)
+from statemachines.envelope import envelope_from_record
+from statemachines.events import Unrecognised
+from statemachines.fold import DUPLICATE, Annotation, SubjectState
+from statemachines.process import step
+from statemachines.routing import position
+from streams.kafka_config import KafkaSettings, ensure_topics
+
+log = logging.getLogger("kycflow.worker")
+POSITION = "\x00next-offset/"  # table key prefix of a partition's next raw offset
+
+
+class StateCodec(codecs.Codec):
+    """Table values: subject states, or a partition's next offset (an int)."""
+
+    def _dumps(self, obj: Any) -> bytes:
+        return pydantic_core.to_json(state_to_dict(obj) if isinstance(obj, SubjectState) else obj)
+
+    def _loads(self, s: bytes) -> Any:
+        data = pydantic_core.from_json(s)
+        return state_from_dict(data) if isinstance(data, dict) else data
+
+
+codecs.register("kycflow_state", StateCodec())
+
+
+def build_app(settings: KafkaSettings) -> tuple[faust.App, Any]:
+    app = faust.App(
+        settings.group,
+        broker=[f"kafka://{server}" for server in settings.servers],
+        store="memory://",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication,
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=max(0.5, settings.session_timeout / 4),
+        broker_rebalance_timeout=settings.rebalance_timeout,
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        web_enabled=False,
+    )
+    raw = app.topic(
+        settings.topic("raw"),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+    )
+    table: Any = app.Table(
+        "subject-states",
+        default=None,
+        partitions=settings.partitions,
+        key_type=str,
+    )
+    table.value_serializer = "kycflow_state"  # states and offsets, not generic JSON
+    folder = Folder(app, settings, table)
+
+    @app.agent(raw)
+    async def fold_raw(stream: Any) -> None:
+        async for events in stream.take_events(settings.batch, within=0.02):
+            await folder.process(events)
+
+    return app, folder
+
+
+class Folder:
+    """Folds batches of raw records and publishes their effects (see the module doc)."""
+
+    def __init__(self, app: faust.App, settings: KafkaSettings, table: Any) -> None:
+        self.app, self.settings, self.table = app, settings, table
+        self.topics = {s: settings.topic(s) for s in ("status", "transitions", "annotations")}
+        self.quarantine_topic = settings.topic("quarantine")
+        self.folded = 0
+
+    async def process(self, events: Sequence[Any]) -> None:
+        batch = _Batch(self.table)
+        for event in events:
+            message = event.message
+            partition, offset = message.partition, message.offset
+            expected = batch.next_offset(partition)
+            if offset < expected:
+                continue  # folded and stored before a restart: at-least-once redelivery
+            if offset > expected:
+                for missed, value in await self._refetch(
+                    message.topic, partition, expected, offset
+                ):
+                    self._fold(batch, partition, missed, value)
+            self._fold(batch, partition, offset, event.value)
+        await self._publish(batch)
+        self.folded += batch.count
+
+    def _fold(self, batch: _Batch, partition: int, offset: int, value: bytes) -> None:
+        pos = position(partition, offset)
+        batch.offsets[partition] = offset + 1
+        batch.count += 1
+        env = envelope_from_record(value, pos)
+        result = step(env, batch.states)
+        if result.outcome is None:
+            unread = result.event if isinstance(result.event, Unrecognised) else None
+            record = quarantine_record(env, unread)
+            batch.outputs.append((self.quarantine_topic, env.dedup_key, record))
+            return
+        state, effect = result.outcome
+        key = state.subject.key
+        is_duplicate = isinstance(effect, Annotation) and effect.kind == DUPLICATE
+        if not is_duplicate:
+            batch.states.put(key, state, partition)
+            batch.outputs.append((self.topics["status"], key, status_record(state)))
+        topic = self.topics["annotations" if isinstance(effect, Annotation) else "transitions"]
+        batch.outputs.append((topic, key, effect_to_dict(effect)))
+
+    async def _publish(self, batch: _Batch) -> None:
+        producer = self.app.producer
+        sends = [
+            await producer.send(
+                topic, key.encode(), pydantic_core.to_json(record), None, None, None
+            )
+            for topic, key, record in batch.outputs
+        ]
+        await asyncio.gather(*sends)  # 1. outputs acknowledged
+        for key, (state, partition) in batch.states.changed.items():
+            self.table.data[key] = state
+            self.table.send_changelog(partition, key, state)
+        await producer.flush()  # 2. states durable
+        for partition, offset in batch.offsets.items():
+            self.table.data[POSITION + str(partition)] = offset
+            self.table.send_changelog(partition, POSITION + str(partition), offset)
+        await producer.flush()  # 3. offsets durable, after the states they cover
+
+    async def _refetch(
+        self, topic: str, partition: int, start: int, end: int
+    ) -> list[tuple[int, bytes]]:
+        """Records [start, end) of a partition, read directly: the consumer skipped them."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.servers,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            client_id="kycflow-refetch",
+        )
+        await consumer.start()
+        found: list[tuple[int, bytes]] = []
+        try:
+            tp = TopicPartition(topic, partition)
+            consumer.assign([tp])
+            consumer.seek(tp, start)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                batch = await consumer.getmany(tp, timeout_ms=500)
+                records = batch.get(tp, [])
+                found += [(r.offset, r.value) for r in records if start <= r.offset < end]
+                if any(r.offset >= end - 1 for r in records):
+                    break
+            else:
+                raise RuntimeError(f"could not re-read {topic}[{partition}] {start}..{end - 1}")
+        finally:
+            await consumer.stop()
+        log.warning(
+            "re-read %d raw records of %s[%d] offsets %d..%d that the consumer skipped "
+            "or that were not yet marked folded",
+            len(found), topic, partition, start, end - 1,
+        )  # fmt: skip
+        return found
+
+
+class _States(Mapping[str, SubjectState]):
+    """The table as `step` sees it: this batch's changes over the stored states."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.changed: dict[str, tuple[SubjectState, int]] = {}
+
+    def __getitem__(self, key: str) -> SubjectState:
+        if key in self.changed:
+            return self.changed[key][0]
+        state = self.table.data.get(key)
+        if state is None:
+            raise KeyError(key)
+        return state  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.changed)
+
+    def __len__(self) -> int:
+        return len(self.changed)
+
+    def put(self, key: str, state: SubjectState, partition: int) -> None:
+        self.changed[key] = (state, partition)
+
+
+class _Batch:
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.states = _States(table)
+        self.outputs: list[tuple[str, str, dict[str, Any]]] = []
+        self.offsets: dict[int, int] = {}  # partition -> next offset after this batch
+        self.count = 0
+
+    def next_offset(self, partition: int) -> int:
+        if partition in self.offsets:
+            return self.offsets[partition]
+        stored = self.table.data.get(POSITION + str(partition))
+        return int(stored) if stored is not None else 0
+
+
+def run_worker(settings: KafkaSettings, loglevel: str = "info") -> int:
+    ensure_topics(settings)
+    app, _ = build_app(settings)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()
+    return 0
