@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from kafka import KafkaProducer
@@ -38,10 +39,12 @@ class KafkaAppender:
         self.linger_ms, self.timeout = linger_ms, timeout
         self.producer: KafkaProducer | None = None
         self.starting = asyncio.Lock()
+        self.fresh_until = 0.0
 
     async def append(self, env: RawEnvelope) -> Receipt:
         loop = asyncio.get_running_loop()
         acked: asyncio.Future[Any] = loop.create_future()
+        producer = None
         try:
             async with asyncio.timeout(self.timeout):
                 producer = await self._producer()
@@ -50,6 +53,7 @@ class KafkaAppender:
                 sent.add_errback(lambda exc: loop.call_soon_threadsafe(_fail, acked, exc))
                 meta = await acked
         except (KafkaError, TimeoutError, OSError) as exc:
+            self._replace(producer)
             raise WriterUnavailable(f"kafka did not acknowledge: {type(exc).__name__}") from exc
         # Kafka mode has no global view at ingest: dedup happens in the worker, which
         # annotates the repeat; the receipt cannot say "duplicate" here.
@@ -60,6 +64,7 @@ class KafkaAppender:
             if self.producer is None:
                 # Connecting blocks: done in a thread, once, so the loop keeps serving.
                 self.producer = await asyncio.get_running_loop().run_in_executor(None, self._new)
+                self.fresh_until = time.monotonic() + 1.0  # one replacement a second at most
             return self.producer
 
     def _new(self) -> KafkaProducer:
@@ -79,6 +84,15 @@ class KafkaAppender:
         )
         producer.partitions_for(self.topic)  # metadata now, not on a request's path
         return producer
+
+    def _replace(self, failed: KafkaProducer | None) -> None:
+        """After a failure the next request gets a new producer: one that hit a fatal
+        error stays broken (seen when a broker came back empty and refused the old
+        producer id). In-flight sends of the old one fail, so they answer 503 too."""
+        if failed is None or failed is not self.producer or time.monotonic() < self.fresh_until:
+            return
+        self.producer = None
+        asyncio.get_running_loop().run_in_executor(None, failed.close, 0)
 
     async def close(self) -> None:
         if self.producer is not None:

@@ -95,6 +95,8 @@ def build_app(settings: KafkaSettings) -> tuple[faust.App, Any]:
         key_type=str,
     )
     table.value_serializer = "kycflow_state"  # states and offsets, not generic JSON
+    # Recovery hands changelog values over as decoded JSON: turn states back into states.
+    table._to_value = _as_state
     folder = Folder(app, settings, table)
 
     @app.agent(raw)
@@ -202,6 +204,10 @@ class Folder:
             len(found), topic, partition, start, end - 1,
         )  # fmt: skip
         return found
+
+
+def _as_state(value: Any) -> Any:
+    return state_from_dict(value) if isinstance(value, dict) else value
 
 
 class _States(Mapping[str, SubjectState]):
