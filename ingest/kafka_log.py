@@ -89,10 +89,12 @@ class KafkaAppender:
         """After a failure the next request gets a new producer: one that hit a fatal
         error stays broken (seen when a broker came back empty and refused the old
         producer id). In-flight sends of the old one fail, so they answer 503 too."""
-        if failed is None or failed is not self.producer or time.monotonic() < self.fresh_until:
+        if failed is None or time.monotonic() < self.fresh_until:
             return
-        self.producer = None
-        asyncio.get_running_loop().run_in_executor(None, failed.close, 0)
+        close = failed.close
+        if failed is self.producer:
+            self.producer = None
+            asyncio.get_running_loop().run_in_executor(None, close, 0)
 
     async def close(self) -> None:
         if self.producer is not None:
