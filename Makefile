@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test lint typecheck imports diagrams compose unit bench bench-core bench-service fmt clean
+.PHONY: install run demo test lint typecheck imports diagrams compose unit bench bench-core bench-service bench-kafka fmt clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -45,7 +45,7 @@ unit: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## bench: the core and the service benchmarks (installs wrk, the load generator, if missing)
-bench: bench-core bench-service
+bench: bench-core bench-service bench-kafka
 
 bench-core: $(STAMP)
 	$(PY) -m benchmarks
@@ -53,6 +53,10 @@ bench-core: $(STAMP)
 bench-service: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) -m benchmarks.service
+
+bench-kafka: $(STAMP)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(PY) -m benchmarks.kafka
 
 fmt: $(STAMP)
 	$(VENV)/bin/ruff format .
