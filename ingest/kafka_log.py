@@ -1,16 +1,18 @@
-"""Kafka mode's appender: each accepted webhook goes to `kycflow.raw` before the 202.
+"""Kafka mode's raw log: the writer process appends to `kycflow.raw` instead of SQLite.
 
-`acks="all"` with the idempotent producer: the broker has the record on every in-sync
-replica before we answer, and a producer retry cannot write it twice. kafka-python's
-producer (its own I/O thread; aiokafka's idempotent producer fails against Tansu) is
-bridged to the event loop: the send is queued from the loop, the acknowledgement comes
-back through `call_soon_threadsafe`. Requests arriving together share the producer's
-batches (`linger_ms`), the Kafka analogue of the embedded writer's group commit.
+The HTTP workers hand envelopes to the one writer process exactly as in embedded mode
+(`ingest.writer`); here a batch is produced to Kafka and each request is answered once the
+broker acknowledged its record. `acks="all"` with kafka-python's idempotent producer: the
+record is on every in-sync replica, and a producer retry cannot write it twice. (aiokafka's
+idempotent producer fails against Tansu, the broker the tests run.) One producer for the
+whole service makes the batches large — the Kafka analogue of group commit: requests that
+arrive while a batch waits for its acknowledgement form the next one.
 
-Anything short of an acknowledgement — broker down, metadata unknown, timeout — is
-`WriterUnavailable`, which ingest answers with 503: the provider retries, and a record
-that was written after all is a duplicate the worker's dedup absorbs. Never a 2xx for an
-unwritten webhook.
+Anything short of an acknowledgement — broker down, metadata unknown, timeout — answers
+that request with offset -1, which the HTTP worker turns into 503: the provider retries,
+and a record that was written after all is a duplicate the worker's dedup absorbs. Never a
+2xx for an unwritten webhook. A producer that failed is replaced for the next batch (one
+that hit a fatal error stays broken: seen when a broker came back empty).
 """
 
 from __future__ import annotations
@@ -18,95 +20,109 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
+import pydantic_core
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from ingest.rawlog import Receipt
-from ingest.writer import WriterUnavailable
+from ingest.rawlog import Receipt, Row
 from statemachines.envelope import RawEnvelope, envelope_to_json
 from statemachines.routing import position, routing_key
 
-log = logging.getLogger("kycflow.ingest")
+log = logging.getLogger("kycflow.writer")
+FAILED = Receipt(-1, False)
 
 
-class KafkaAppender:
+class KafkaRawLog:
+    overlap = True  # batches are pipelined: one is sent while others await their acks
+
     def __init__(
         self, servers: list[str], topic: str, *, linger_ms: int = 1, timeout: float = 5.0
     ) -> None:
         self.servers, self.topic = servers, topic
         self.linger_ms, self.timeout = linger_ms, timeout
-        self.producer: KafkaProducer | None = None
-        self.starting = asyncio.Lock()
-        self.fresh_until = 0.0
+        self.producer: Any = None
 
-    async def append(self, env: RawEnvelope) -> Receipt:
+    def append(self, envelopes: Sequence[RawEnvelope]) -> list[Receipt]:
+        """Append and wait for the acknowledgements (blocking)."""
+        return self._checked(_settle(self._send(envelopes), self.timeout))
+
+    async def append_rows(self, rows: Sequence[Row]) -> list[Receipt]:
+        """The writer's interface (`ingest.writer.WriterServer`): sent from the loop,
+        acknowledgements awaited in a thread so the next batch can go out meanwhile."""
+        sent = self._send([_envelope(row) for row in rows])
         loop = asyncio.get_running_loop()
-        acked: asyncio.Future[Any] = loop.create_future()
-        producer = None
-        try:
-            async with asyncio.timeout(self.timeout):
-                producer = await self._producer()
-                sent = producer.send(self.topic, envelope_to_json(env), key=routing_key(env))
-                sent.add_callback(lambda meta: loop.call_soon_threadsafe(_settle, acked, meta))
-                sent.add_errback(lambda exc: loop.call_soon_threadsafe(_fail, acked, exc))
-                meta = await acked
-        except (KafkaError, TimeoutError, OSError) as exc:
-            self._replace(producer)
-            raise WriterUnavailable(f"kafka did not acknowledge: {type(exc).__name__}") from exc
-        # Kafka mode has no global view at ingest: dedup happens in the worker, which
-        # annotates the repeat; the receipt cannot say "duplicate" here.
-        return Receipt(position(meta.partition, meta.offset), False)
+        return self._checked(await loop.run_in_executor(None, _settle, sent, self.timeout))
 
-    async def _producer(self) -> KafkaProducer:
-        async with self.starting:
-            if self.producer is None:
-                # Connecting blocks: done in a thread, once, so the loop keeps serving.
-                self.producer = await asyncio.get_running_loop().run_in_executor(None, self._new)
-                self.fresh_until = time.monotonic() + 1.0  # one replacement a second at most
-            return self.producer
+    def _send(self, envelopes: Sequence[RawEnvelope]) -> list[Any]:
+        """A future per envelope; None for one that could not even be queued."""
+        producer = self._producer()
+        if producer is None:
+            return [None] * len(envelopes)
+        sent = []
+        for env in envelopes:
+            try:
+                sent.append(producer.send(self.topic, envelope_to_json(env), key=routing_key(env)))
+            except KafkaError:  # buffer full for max_block_ms, producer closed …
+                sent.append(None)
+        return sent
 
-    def _new(self) -> KafkaProducer:
-        timeout_ms = int(self.timeout * 1000)
-        producer = KafkaProducer(
-            bootstrap_servers=self.servers,
-            client_id="kycflow-ingest",
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=self.linger_ms,
-            # A send never blocks the loop for long: metadata is fetched here, and the
-            # buffer only fills during an outage, when a quick 503 is the right answer.
-            max_block_ms=250,
-            request_timeout_ms=max(timeout_ms - self.linger_ms - 1, 100),
-            delivery_timeout_ms=timeout_ms,
-            bootstrap_timeout_ms=timeout_ms,
-        )
-        producer.partitions_for(self.topic)  # metadata now, not on a request's path
-        return producer
+    def _checked(self, receipts: list[Receipt]) -> list[Receipt]:
+        if FAILED in receipts:
+            log.warning("kafka did not acknowledge %d of %d", receipts.count(FAILED), len(receipts))
+            self._discard()
+        return receipts
 
-    def _replace(self, failed: KafkaProducer | None) -> None:
-        """After a failure the next request gets a new producer: one that hit a fatal
-        error stays broken (seen when a broker came back empty and refused the old
-        producer id). In-flight sends of the old one fail, so they answer 503 too."""
-        if failed is None or time.monotonic() < self.fresh_until:
-            return
-        close = failed.close
-        if failed is self.producer:
-            self.producer = None
-            asyncio.get_running_loop().run_in_executor(None, close, 0)
+    def _producer(self) -> Any:
+        if self.producer is None:
+            timeout_ms = int(self.timeout * 1000)
+            try:
+                self.producer = KafkaProducer(
+                    bootstrap_servers=self.servers,
+                    client_id="kycflow-ingest",
+                    acks="all",
+                    enable_idempotence=True,
+                    linger_ms=self.linger_ms,
+                    max_block_ms=timeout_ms,
+                    request_timeout_ms=max(timeout_ms - self.linger_ms - 1, 100),
+                    delivery_timeout_ms=timeout_ms,
+                    bootstrap_timeout_ms=timeout_ms,
+                )
+                self.producer.partitions_for(self.topic)  # metadata now, not per batch
+            except KafkaError as exc:
+                log.warning("kafka unavailable: %s", type(exc).__name__)
+                self._discard()
+        return self.producer
 
-    async def close(self) -> None:
+    def _discard(self) -> None:
+        producer, self.producer = self.producer, None
+        if producer is not None:
+            producer.close(timeout=0)
+
+    def close(self) -> None:
         if self.producer is not None:
-            producer, self.producer = self.producer, None
-            await asyncio.get_running_loop().run_in_executor(None, producer.close, 2)
+            self.producer.close(timeout=2)
+            self.producer = None
 
 
-def _settle(acked: asyncio.Future[Any], meta: Any) -> None:
-    if not acked.done():
-        acked.set_result(meta)
+def _settle(sent: list[Any], timeout: float) -> list[Receipt]:
+    deadline = time.monotonic() + timeout
+    return [_receipt(future, deadline) if future is not None else FAILED for future in sent]
 
 
-def _fail(acked: asyncio.Future[Any], exc: BaseException) -> None:
-    if not acked.done():
-        acked.set_exception(exc)
+def _receipt(future: Any, deadline: float) -> Receipt:
+    try:
+        meta = future.get(timeout=max(deadline - time.monotonic(), 0.001))
+    except (KafkaError, TimeoutError):
+        return FAILED
+    # No global view at ingest: the worker detects and annotates repeats.
+    return Receipt(position(meta.partition, meta.offset), False)
+
+
+def _envelope(row: Row) -> RawEnvelope:
+    provider, received_at, headers, body, key, sha, auth, remote = row
+    return RawEnvelope(
+        provider, body, pydantic_core.from_json(headers), received_at, key, sha, auth, remote
+    )

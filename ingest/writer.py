@@ -18,7 +18,7 @@ import json
 import logging
 import struct
 from pathlib import Path
-from typing import cast
+from typing import Protocol, cast
 
 from ingest.rawlog import RawLogWriter, Receipt, Row, row_of
 from statemachines.envelope import RawEnvelope
@@ -98,9 +98,33 @@ class _Connection(asyncio.Protocol):
         self.transport = None
 
 
+class RawLog(Protocol):
+    """Where the writer appends: the SQLite raw log, or Kafka (`ingest.kafka_log`)."""
+
+    # May several batches be in flight at once? Kafka: yes (the producer pipelines them);
+    # SQLite: no — one commit, one fsync, at a time.
+    overlap: bool
+
+    async def append_rows(self, rows: list[Row]) -> list[Receipt]: ...
+
+
+class SQLiteRawLog:
+    overlap = False
+
+    def __init__(self, path: str | Path) -> None:
+        self.writer = RawLogWriter(path)
+
+    async def append_rows(self, rows: list[Row]) -> list[Receipt]:
+        # Committed on the loop itself: while the fsync blocks, frames wait in the kernel's
+        # socket buffers and become the next batch. (A commit thread measured slower: after
+        # each fsync it waited up to a GIL switch interval for the loop to let go.)
+        return self.writer.append_rows(rows)
+
+
 class WriterServer:
-    def __init__(self, raw_path: str | Path) -> None:
-        self.log = RawLogWriter(raw_path)
+    def __init__(self, raw_log: RawLog) -> None:
+        self.log = raw_log
+        self.in_flight: set[asyncio.Task[None]] = set()
         self.pending: list[tuple[_Connection, int, Row]] = []
         self.wake = asyncio.Event()
 
@@ -112,17 +136,22 @@ class WriterServer:
                 self.wake.clear()
             if not batch:
                 continue
-            # Committed on the loop itself: while the fsync blocks, frames wait in the kernel's
-            # socket buffers and become the next batch. (A commit thread measured slower: after
-            # each fsync it waited up to a GIL switch interval for the loop to let go.)
-            receipts: list[Receipt] | None
-            try:
-                receipts = self.log.append_rows([row for _, _, row in batch])
-            except Exception:
-                log.exception("raw-log commit failed; %d requests answered 503", len(batch))
-                receipts = None
-            self._reply(batch, receipts)
+            if self.log.overlap:
+                task = asyncio.ensure_future(self._append(batch))
+                self.in_flight.add(task)
+                task.add_done_callback(self.in_flight.discard)
+            else:
+                await self._append(batch)
             await asyncio.sleep(0)  # read what arrived during the commit before the next one
+
+    async def _append(self, batch: list[tuple[_Connection, int, Row]]) -> None:
+        receipts: list[Receipt] | None
+        try:
+            receipts = await self.log.append_rows([row for _, _, row in batch])
+        except Exception:
+            log.exception("raw-log append failed; %d requests answered 503", len(batch))
+            receipts = None
+        self._reply(batch, receipts)
 
     @staticmethod
     def _reply(batch: list[tuple[_Connection, int, Row]], receipts: list[Receipt] | None) -> None:
@@ -136,9 +165,10 @@ class WriterServer:
 
 
 async def run_writer(
-    socket_path: str, raw_path: str | Path, ready: asyncio.Event | None = None
+    socket_path: str, raw_log: str | Path | RawLog, ready: asyncio.Event | None = None
 ) -> None:
-    server = WriterServer(raw_path)
+    """Serve the HTTP workers; `raw_log` is a SQLite raw-log path or another `RawLog`."""
+    server = WriterServer(SQLiteRawLog(raw_log) if isinstance(raw_log, str | Path) else raw_log)
     Path(socket_path).unlink(missing_ok=True)
     loop = asyncio.get_running_loop()
     unix = await loop.create_unix_server(lambda: _Connection(server), path=socket_path)

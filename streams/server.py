@@ -34,7 +34,7 @@ from aiohttp import web
 
 from ingest import rawlog
 from ingest.app import ingest_routes
-from ingest.kafka_log import KafkaAppender
+from ingest.kafka_log import KafkaRawLog
 from ingest.settings import IngestSettings
 from ingest.writer import WriterClient, run_writer
 from projections.api import read_routes
@@ -114,20 +114,22 @@ def serve(settings: ServeSettings, ready: Callable[[str], None] | None = None) -
         for _ in range(settings.workers)
     ]
     ctx = multiprocessing.get_context("fork")
-    children: list[BaseProcess] = []
-    if settings.kafka is None:
-        children.append(
-            ctx.Process(target=_writer_main, args=(socket_path, raw_path), name="writer")
+    if settings.kafka is not None:
+        _create_topics(settings.kafka)
+    # The writer appends to the SQLite raw log, or in Kafka mode to kycflow.raw.
+    children: list[BaseProcess] = [
+        ctx.Process(
+            target=_writer_main, args=(socket_path, raw_path, settings.kafka), name="writer"
         )
-        children[0].start()
-        _wait_for(Path(socket_path))
+    ]
+    children[0].start()
+    _wait_for(Path(socket_path))
+    if settings.kafka is None:  # in Kafka mode, workers and `kycflow project` do this
         children.append(
             ctx.Process(
                 target=_processor_main, name="processor", args=(settings.db, raw_path, metrics)
             )
         )
-    else:
-        _create_topics(settings.kafka)
     backends = len(children)  # the writer and processor; stopped after the HTTP workers
     children += [
         ctx.Process(
@@ -137,7 +139,7 @@ def serve(settings: ServeSettings, ready: Callable[[str], None] | None = None) -
         )
         for slot in range(1, settings.workers + 1)
     ]
-    for child in children[min(backends, 1) :]:
+    for child in children[1:]:
         child.start()
     for listener in listeners:
         listener.close()  # the workers hold them now
@@ -207,9 +209,18 @@ def _quiet_interrupts() -> None:
     tune_gc()
 
 
-def _writer_main(socket_path: str, raw_path: Path) -> None:
+def _writer_main(socket_path: str, raw_path: Path, kafka: KafkaSettings | None) -> None:
     _quiet_interrupts()
-    _run(_until_terminated(run_writer(socket_path, raw_path)))
+    if kafka is None:
+        _run(_until_terminated(run_writer(socket_path, raw_path)))
+        return
+    raw_log = KafkaRawLog(
+        kafka.servers, kafka.topic("raw"), linger_ms=kafka.linger_ms, timeout=kafka.produce_timeout
+    )
+    try:
+        _run(_until_terminated(run_writer(socket_path, raw_log)))
+    finally:
+        raw_log.close()
 
 
 class _StopFlag:
@@ -269,20 +280,10 @@ async def _http(
     settings: ServeSettings,
     metrics: SharedMetrics,
 ) -> None:
-    kafka = settings.kafka
-    client: WriterClient | KafkaAppender = (
-        WriterClient(socket_path)
-        if kafka is None
-        else KafkaAppender(
-            kafka.servers,
-            kafka.topic("raw"),
-            linger_ms=kafka.linger_ms,
-            timeout=kafka.produce_timeout,
-        )
-    )
+    client = WriterClient(socket_path)
     app = web.Application(client_max_size=settings.ingest.max_body)
     app.add_routes(ingest_routes(settings.ingest, client, now_iso, metrics.recorder(slot)))
-    gauges = _gauges(settings.db, raw_path) if kafka is None else dict
+    gauges = _gauges(settings.db, raw_path) if settings.kafka is None else dict
     app.add_routes(
         read_routes(
             settings.db, api_token=settings.api_token, render_metrics=lambda: metrics.render(gauges)

@@ -6,14 +6,13 @@ and never a 2xx for a webhook the broker did not acknowledge.
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import sqlite3
 import threading
 import time
 from pathlib import Path
 
-from ingest.kafka_log import KafkaAppender
+from ingest.kafka_log import KafkaRawLog
 from statemachines.envelope import RawEnvelope, envelope_from_record
 from statemachines.process import replay
 from tests import payloads as p
@@ -39,21 +38,19 @@ def many_verifications(count: int) -> list[Webhook]:
     return sent
 
 
-async def produce(stack: KafkaStack, webhooks: list[Webhook]) -> list[int]:
-    """Append through ingest's own Kafka appender, 50 in flight (as HTTP workers would)."""
-    appender = KafkaAppender([stack.broker.bootstrap], f"{stack.name}.raw")
-    gate = asyncio.Semaphore(50)
-
-    async def one(i: int, webhook: Webhook) -> int:
-        provider, headers, body = webhook
-        env = RawEnvelope.receive(provider, body, headers, f"2026-11-22T12:{i // 60 % 60:02d}:00Z")
-        async with gate:
-            return (await appender.append(env)).offset
-
+def produce(stack: KafkaStack, webhooks: list[Webhook]) -> list[int]:
+    """Append through ingest's own Kafka raw log, as the writer process does."""
+    raw_log = KafkaRawLog([stack.broker.bootstrap], f"{stack.name}.raw")
+    envelopes = [
+        RawEnvelope.receive(provider, body, headers, f"2026-11-22T12:{i // 60 % 60:02d}:00Z")
+        for i, (provider, headers, body) in enumerate(webhooks)
+    ]
     try:
-        return list(await asyncio.gather(*(one(i, w) for i, w in enumerate(webhooks))))
+        receipts = raw_log.append(envelopes)
     finally:
-        await appender.close()
+        raw_log.close()
+    assert all(receipt.offset >= 0 for receipt in receipts)
+    return [receipt.offset for receipt in receipts]
 
 
 PROJECTED = "(SELECT count(*) FROM subject_events) + (SELECT count(*) FROM quarantine)"
@@ -71,7 +68,7 @@ def test_a_worker_killed_mid_stream_loses_no_status_and_doubles_no_effect(
     stack: KafkaStack, tmp_path: Path
 ) -> None:
     webhooks = many_verifications(1500)
-    positions = asyncio.run(produce(stack, webhooks))
+    positions = produce(stack, webhooks)
     stack.start_projector()
     first = stack.start_worker()
     deadline = time.monotonic() + 60

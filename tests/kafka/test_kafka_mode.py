@@ -7,7 +7,6 @@ reordered and duplicated, give the same projections in embedded and Kafka mode.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import sqlite3
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest import rawlog
-from ingest.kafka_log import KafkaAppender
+from ingest.kafka_log import KafkaRawLog
 from statemachines.envelope import RawEnvelope, envelope_from_record
 from statemachines.process import replay
 from tests.e2e.service import CREDENTIALS, Service
@@ -98,7 +97,9 @@ def test_same_webhooks_give_the_same_projections_in_both_modes(
         embedded.stop()
     stack.start_worker()
     stack.start_projector()
-    kafka_offsets = asyncio.run(append_to_kafka(stack, envelopes))
+    raw_log = KafkaRawLog([stack.broker.bootstrap], f"{stack.name}.raw")
+    kafka_offsets = [receipt.offset for receipt in raw_log.append(envelopes)]
+    raw_log.close()
     stack.wait_projected(len(envelopes))
     # Raw coordinates differ by design (a SQLite offset vs a Kafka partition position);
     # both are renamed to the delivery's index in the sequence sent.
@@ -108,14 +109,6 @@ def test_same_webhooks_give_the_same_projections_in_both_modes(
         only = set(left[table]) ^ set(right[table])
         assert left[table] == right[table], (table, sorted(only, key=repr))
     assert left["transitions"] and left["quarantine"] and left["documents"]
-
-
-async def append_to_kafka(stack: KafkaStack, envelopes: list[RawEnvelope]) -> list[int]:
-    appender = KafkaAppender([stack.broker.bootstrap], f"{stack.name}.raw")
-    try:
-        return [(await appender.append(env)).offset for env in envelopes]
-    finally:
-        await appender.close()
 
 
 def test_replay_from_kafka_rebuilds_what_the_projector_built(
