@@ -99,6 +99,12 @@ def build_app(settings: KafkaSettings) -> tuple[faust.App, Any]:
     table._to_value = _as_state
     folder = Folder(app, settings, table)
 
+    @app.task
+    async def quiet_client_logs() -> None:
+        # The worker's logging setup leaves aiokafka at DEBUG: a log record built per
+        # produced message measured ~8% of a worker's time.
+        logging.getLogger("aiokafka").setLevel(max(logging.INFO, logging.getLogger().level))
+
     @app.agent(raw)
     async def fold_raw(stream: Any) -> None:
         async for events in stream.take_events(settings.batch, within=0.02):
