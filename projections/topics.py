@@ -29,12 +29,19 @@ from projections.store import (
     transition_row,
     verification_row,
 )
-from statemachines.codec import QUARANTINE_FIELDS, effect_from_dict, state_from_status_record
+from statemachines.codec import (
+    ANNOTATIONS,
+    QUARANTINE,
+    QUARANTINE_FIELDS,
+    STATUS,
+    TRANSITIONS,
+    effect_from_dict,
+    state_from_status_record,
+)
 from statemachines.fold import Transition
 
 log = logging.getLogger("kycflow.projector")
 
-STATUS, TRANSITIONS, ANNOTATIONS, QUARANTINE = "status", "transitions", "annotations", "quarantine"
 CHECKPOINT_PREFIX = "kafka:"
 
 

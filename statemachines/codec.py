@@ -120,3 +120,26 @@ def quarantine_record(env: RawEnvelope, unrecognised: Unrecognised | None) -> di
         "dedup_key": env.dedup_key,
         "received_at": env.received_at,
     }
+
+
+# Kafka mode's output topics, by the suffix of their name.
+STATUS, TRANSITIONS, ANNOTATIONS, QUARANTINE = "status", "transitions", "annotations", "quarantine"
+
+
+def output_records(env: RawEnvelope, event: Any, outcome: Any) -> list[tuple[str, str, Any]]:
+    """What a worker publishes for one step: (topic suffix, key, JSON-safe record).
+
+    A changed state goes to `status`; the effect to `transitions` or `annotations`; an
+    envelope the core could not read to `quarantine`, keyed by its dedup key.
+    """
+    if outcome is None:
+        unread = event if isinstance(event, Unrecognised) else None
+        return [(QUARANTINE, env.dedup_key, quarantine_record(env, unread))]
+    state, effect = outcome
+    key = state.subject.key
+    records: list[tuple[str, str, Any]] = []
+    if not (isinstance(effect, Annotation) and effect.kind == "duplicate"):
+        records.append((STATUS, key, status_record(state)))
+    kind = ANNOTATIONS if isinstance(effect, Annotation) else TRANSITIONS
+    records.append((kind, key, effect_to_dict(effect)))
+    return records

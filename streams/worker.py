@@ -34,15 +34,16 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.serializers import codecs
 
 from statemachines.codec import (
-    effect_to_dict,
-    quarantine_record,
+    ANNOTATIONS,
+    QUARANTINE,
+    STATUS,
+    TRANSITIONS,
+    output_records,
     state_from_dict,
     state_to_dict,
-    status_record,
 )
 from statemachines.envelope import envelope_from_record
-from statemachines.events import Unrecognised
-from statemachines.fold import DUPLICATE, Annotation, SubjectState
+from statemachines.fold import SubjectState
 from statemachines.process import step
 from statemachines.routing import position
 from streams.kafka_config import KafkaSettings, ensure_topics
@@ -99,11 +100,12 @@ def build_app(settings: KafkaSettings) -> tuple[faust.App, Any]:
     table._to_value = _as_state
     folder = Folder(app, settings, table)
 
-    @app.task
     async def quiet_client_logs() -> None:
         # The worker's logging setup leaves aiokafka at DEBUG: a log record built per
         # produced message measured ~8% of a worker's time.
         logging.getLogger("aiokafka").setLevel(max(logging.INFO, logging.getLogger().level))
+
+    app.task(quiet_client_logs)
 
     @app.agent(raw)
     async def fold_raw(stream: Any) -> None:
@@ -118,8 +120,7 @@ class Folder:
 
     def __init__(self, app: faust.App, settings: KafkaSettings, table: Any) -> None:
         self.app, self.settings, self.table = app, settings, table
-        self.topics = {s: settings.topic(s) for s in ("status", "transitions", "annotations")}
-        self.quarantine_topic = settings.topic("quarantine")
+        self.topics = {s: settings.topic(s) for s in (STATUS, TRANSITIONS, ANNOTATIONS, QUARANTINE)}
         self.folded = 0
 
     async def process(self, events: Sequence[Any]) -> None:
@@ -145,19 +146,12 @@ class Folder:
         batch.count += 1
         env = envelope_from_record(value, pos)
         result = step(env, batch.states)
-        if result.outcome is None:
-            unread = result.event if isinstance(result.event, Unrecognised) else None
-            record = quarantine_record(env, unread)
-            batch.outputs.append((self.quarantine_topic, env.dedup_key, record))
-            return
-        state, effect = result.outcome
-        key = state.subject.key
-        is_duplicate = isinstance(effect, Annotation) and effect.kind == DUPLICATE
-        if not is_duplicate:
-            batch.states.put(key, state, partition)
-            batch.outputs.append((self.topics["status"], key, status_record(state)))
-        topic = self.topics["annotations" if isinstance(effect, Annotation) else "transitions"]
-        batch.outputs.append((topic, key, effect_to_dict(effect)))
+        if result.outcome is not None:
+            key = result.outcome.state.subject.key
+            if result.outcome.state is not batch.states.get(key):  # a duplicate changes none
+                batch.states.put(key, result.outcome.state, partition)
+        for suffix, key, record in output_records(*result):
+            batch.outputs.append((self.topics[suffix], key, record))
 
     async def _publish(self, batch: _Batch) -> None:
         producer = self.app.producer
