@@ -16,7 +16,8 @@ from collections.abc import Callable
 from kafka import KafkaConsumer, TopicPartition
 
 from projections.schema import open_projections
-from projections.topics import ANNOTATIONS, QUARANTINE, STATUS, TRANSITIONS, Record, TopicProjection
+from projections.topics import Record, TopicProjection
+from statemachines.codec import ANNOTATIONS, QUARANTINE, STATUS, TRANSITIONS
 from streams.kafka_config import KafkaSettings, ensure_topics
 
 log = logging.getLogger("kycflow.projector")
