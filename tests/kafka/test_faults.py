@@ -147,3 +147,40 @@ def test_a_hung_or_dead_broker_gets_503_never_a_2xx_for_an_unwritten_webhook(
     finally:
         stack.stop()
         broker.stop()
+
+
+def test_records_the_consumer_skipped_are_read_and_folded(stack: KafkaStack) -> None:
+    """Faust was seen skipping offsets when started on a backlog. Simulated by moving
+    the group's committed offsets past unfolded records: the worker must notice the gap
+    (its stored next offset is behind) and fold the skipped records itself."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    webhooks = many_verifications(60)
+    positions = produce(stack, webhooks)
+    topic = f"{stack.name}.raw"
+    consumer = KafkaConsumer(
+        bootstrap_servers=stack.broker.bootstrap,
+        group_id=stack.name,
+        enable_auto_commit=False,
+        session_timeout_ms=2000,
+        heartbeat_interval_ms=500,
+        max_poll_interval_ms=3000,
+    )
+    ends: dict[int, int] = {}
+    for pos in positions:
+        partition, offset = divmod(pos, 10**12)
+        ends[partition] = max(ends.get(partition, 0), offset + 1)
+    skipped = {p: end // 2 for p, end in ends.items()}  # the first half of each partition
+    consumer.commit(
+        {TopicPartition(topic, p): OffsetAndMetadata(o, "", -1) for p, o in skipped.items()}
+    )
+    consumer.close()
+    stack.start_projector()
+    stack.start_worker()
+    stack.wait_projected(len(webhooks))
+    with sqlite3.connect(stack.db) as db:
+        folded = {row[0] for row in db.execute('SELECT "offset" FROM subject_events')}
+    assert folded == set(positions)
+    log = next(stack.root.glob("*.worker0.log")).read_text()
+    assert "re-read" in log and sum(skipped.values()) > 0
