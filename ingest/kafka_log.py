@@ -18,7 +18,9 @@ that hit a fatal error stays broken: seen when a broker came back empty).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -50,11 +52,20 @@ class KafkaRawLog:
         return self._checked(_settle(self._send(envelopes), self.timeout))
 
     async def append_rows(self, rows: Sequence[Row]) -> list[Receipt]:
-        """The writer's interface (`ingest.writer.WriterServer`): sent from the loop,
-        acknowledgements awaited in a thread so the next batch can go out meanwhile."""
+        """The writer's interface (`ingest.writer.WriterServer`): sent from the loop, and
+        answered when the producer's thread has settled every record — meanwhile the loop
+        sends the next batch (batches pipeline, as the producer allows)."""
         sent = self._send([_envelope(row) for row in rows])
-        loop = asyncio.get_running_loop()
-        return self._checked(await loop.run_in_executor(None, _settle, sent, self.timeout))
+        settled = _Settled(len(sent), asyncio.get_running_loop())
+        for index, future in enumerate(sent):
+            if future is None:
+                settled.set(index, FAILED)
+            else:
+                future.add_callback(lambda meta, i=index: settled.set(i, _receipt_of(meta)))
+                future.add_errback(lambda _exc, i=index: settled.set(i, FAILED))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(settled.all), self.timeout)
+        return self._checked(list(settled.receipts))  # unsettled ones stay FAILED
 
     def _send(self, envelopes: Sequence[RawEnvelope]) -> list[Any]:
         """A future per envelope; None for one that could not even be queued."""
@@ -107,6 +118,30 @@ class KafkaRawLog:
             self.producer = None
 
 
+class _Settled:
+    """Receipts filled in by the producer's I/O thread; the loop is woken once, at the end."""
+
+    def __init__(self, count: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.receipts, self.left, self.loop = [FAILED] * count, count, loop
+        self.lock = threading.Lock()
+        self.all: asyncio.Future[None] = loop.create_future()
+        if count == 0:
+            self.all.set_result(None)
+
+    def set(self, index: int, receipt: Receipt) -> None:
+        with self.lock:
+            self.receipts[index] = receipt
+            self.left -= 1
+            finished = self.left == 0
+        if finished:
+            self.loop.call_soon_threadsafe(_resolve, self.all)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 def _settle(sent: list[Any], timeout: float) -> list[Receipt]:
     deadline = time.monotonic() + timeout
     return [_receipt(future, deadline) if future is not None else FAILED for future in sent]
@@ -117,6 +152,10 @@ def _receipt(future: Any, deadline: float) -> Receipt:
         meta = future.get(timeout=max(deadline - time.monotonic(), 0.001))
     except (KafkaError, TimeoutError):
         return FAILED
+    return _receipt_of(meta)
+
+
+def _receipt_of(meta: Any) -> Receipt:
     # No global view at ingest: the worker detects and annotates repeats.
     return Receipt(position(meta.partition, meta.offset), False)
 
