@@ -7,6 +7,7 @@ file beside the database; `kycflow COMMAND --help` describes each command.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ from streams import inspect as inspection
 from streams import replay as replaying
 from streams.config import ConfigError, db_path, load_config
 from streams.kafka_cli import add_kafka_commands, kafka_settings
+from streams.kafka_config import KafkaSettings
 from streams.simulate import add_parser as add_simulate
 
 console = Console(stderr=True)
@@ -113,7 +115,13 @@ def _replay_kafka(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    found = inspection.timeline(db_path(os.environ), args.provider, args.kind, args.id)
+    kafka = KafkaSettings.from_config(load_config(os.environ))
+    raw = None
+    if kafka is not None:  # Kafka mode: the raw deliveries are in the raw topic
+        from streams.kafka_replay import fetch_positions
+
+        raw = functools.partial(fetch_positions, kafka)
+    found = inspection.timeline(db_path(os.environ), args.provider, args.kind, args.id, raw)
     if found is None:
         console.print(f"[red]no such subject:[/] {args.provider}/{args.kind}/{args.id}")
         return 1

@@ -11,16 +11,23 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from ingest import rawlog
-from statemachines import CanonicalEvent, normalise
+from statemachines import CanonicalEvent, RawEnvelope, normalise
+
+Raw = Callable[[list[int]], dict[int, RawEnvelope]]
 
 
-def timeline(db_path: str, provider: str, kind: str, subject_id: str) -> dict[str, Any] | None:
+def timeline(
+    db_path: str, provider: str, kind: str, subject_id: str, raw: Raw | None = None
+) -> dict[str, Any] | None:
+    """The projection and timeline; raw deliveries come from `raw(offsets)` (Kafka mode)
+    or else the embedded raw log beside the database."""
     subject = f"{provider}/{kind}/{subject_id}"
     with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as db:
         db.row_factory = sqlite3.Row
@@ -31,14 +38,24 @@ def timeline(db_path: str, provider: str, kind: str, subject_id: str) -> dict[st
             'SELECT * FROM subject_events WHERE subject = ? ORDER BY "offset"', (subject,)
         ).fetchall()
     projection = {k: row[k] for k in row.keys() if not k.startswith("fold_")}  # noqa: SIM118
-    with contextlib.closing(rawlog.connect(rawlog.raw_log_path(db_path), readonly=True)) as raw:
-        envelopes = {e.offset: e for e in rawlog.deliveries(raw, [e["offset"] for e in events])}
+    envelopes = (raw or _embedded_raw(db_path))([e["offset"] for e in events])
     steps = []
     for event in events:
         env = envelopes.get(event["offset"])
         canonical = normalise(env) if env is not None else None
         steps.append({**dict(event), "envelope": env, "canonical": canonical})
     return {"projection": projection, "timeline": steps}
+
+
+def _embedded_raw(db_path: str) -> Raw:
+    def read(offsets: list[int]) -> dict[int, RawEnvelope]:
+        path = rawlog.raw_log_path(db_path)
+        if not path.exists():  # projections without their raw log: show what is known
+            return {}
+        with contextlib.closing(rawlog.connect(path, readonly=True)) as conn:
+            return {e.offset: e for e in rawlog.deliveries(conn, offsets)}
+
+    return read
 
 
 def render(found: dict[str, Any], console: Console) -> None:

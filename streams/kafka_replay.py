@@ -16,8 +16,8 @@ from kafka import KafkaConsumer, TopicPartition
 
 from projections.schema import open_projections
 from projections.store import ProjectionStore
-from statemachines.envelope import envelope_from_record
-from statemachines.routing import position
+from statemachines.envelope import RawEnvelope, envelope_from_record
+from statemachines.routing import coordinate, position
 from streams.kafka_config import KafkaSettings
 
 
@@ -71,3 +71,24 @@ def replay_from_kafka(
         consumer.close()
         store.db.close()
     return count
+
+
+def fetch_positions(settings: KafkaSettings, positions: list[int]) -> dict[int, RawEnvelope]:
+    """The raw envelopes at these positions of the raw topic (for `kycflow inspect`)."""
+    topic = settings.topic("raw")
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.servers, client_id="kycflow-inspect", enable_auto_commit=False
+    )
+    found: dict[int, RawEnvelope] = {}
+    try:
+        for pos in positions:
+            partition, offset = coordinate(pos)
+            tp = TopicPartition(topic, partition)
+            consumer.assign([tp])
+            consumer.seek(tp, offset)
+            for message in consumer.poll(timeout_ms=5000, max_records=1).get(tp, []):
+                if message.offset == offset:
+                    found[pos] = envelope_from_record(message.value, pos)
+    finally:
+        consumer.close()
+    return found

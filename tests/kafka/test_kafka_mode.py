@@ -75,6 +75,13 @@ def test_tail_prints_each_subjects_status_changes(stack: KafkaStack) -> None:
         ("idenfy/kyc/scan-e2e", "approved", 2),
     ]
     assert "fold" not in records[0], "subscribers get the public projection"
+    # `inspect` reads the raw deliveries back from the raw topic.
+    stack.start_projector()
+    stack.wait_projected(len(webhooks))
+    shown = stack.run("inspect", "idenfy", "kyc", "scan-e2e", "--json")
+    assert shown.returncode == 0, shown.stderr
+    timeline = json.loads(shown.stdout)["timeline"]
+    assert [step["asserts"] for step in timeline] == ["in_review", "approved"]
 
 
 def test_same_webhooks_give_the_same_projections_in_both_modes(
