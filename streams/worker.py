@@ -22,7 +22,6 @@ backlog, docs/kafka-mode-notes.md): the missing range is fetched directly and fo
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -47,6 +46,7 @@ from statemachines.fold import SubjectState
 from statemachines.process import step
 from statemachines.routing import position
 from streams.kafka_config import KafkaSettings, ensure_topics
+from streams.kafka_outputs import OutputProducer
 
 log = logging.getLogger("kycflow.worker")
 POSITION = "\x00next-offset/"  # table key prefix of a partition's next raw offset
@@ -122,6 +122,12 @@ class Folder:
         self.app, self.settings, self.table = app, settings, table
         self.topics = {s: settings.topic(s) for s in (STATUS, TRANSITIONS, ANNOTATIONS, QUARANTINE)}
         self.folded = 0
+        self.outputs = OutputProducer(settings.servers)
+
+        async def stop_outputs(*_: Any, **__: Any) -> None:
+            await self.outputs.stop()
+
+        app.on_before_shutdown.connect(stop_outputs)
 
     async def process(self, events: Sequence[Any]) -> None:
         batch = _Batch(self.table)
@@ -155,13 +161,9 @@ class Folder:
 
     async def _publish(self, batch: _Batch) -> None:
         producer = self.app.producer
-        sends = [
-            await producer.send(
-                topic, key.encode(), pydantic_core.to_json(record), None, None, None
-            )
-            for topic, key, record in batch.outputs
-        ]
-        await asyncio.gather(*sends)  # 1. outputs acknowledged
+        await self.outputs.publish(  # 1. outputs acknowledged
+            [(topic, key.encode(), pydantic_core.to_json(r)) for topic, key, r in batch.outputs]
+        )
         for key, (state, partition) in batch.states.changed.items():
             await self._store(key, state, partition)
         await producer.flush()  # 2. states durable
