@@ -47,12 +47,20 @@ def kafka_env(broker: Broker, name: str, db: Path) -> dict[str, str]:
     }
 
 
-def ingest_row(broker: Broker, work: Path) -> Load:
-    env = {**kafka_env(broker, "ingest", work / "ingest.db"), "KYCFLOW_PORT": str(PORT)}
+def ingest_rows(broker: Broker, work: Path) -> tuple[Load, Load]:
+    """Kafka-mode ingest, and embedded ingest under the same load as this host's yardstick
+    (its absolute speed drifts by up to ~1.6x between runs; the ratio is steadier)."""
     command = [str(Path(sys.executable).parent / "kycflow"), "serve"]
-    with running(command, env, PORT) as url:
-        wrk(url, WARMUP)
-        return wrk(url, DURATION)
+    loads = []
+    for env in (
+        {**kafka_env(broker, "ingest", work / "ingest.db"), "KYCFLOW_PORT": str(PORT)},
+        {"KYCFLOW_DB": str(work / "embedded.db"), "KYCFLOW_PORT": str(PORT + 1),
+         "KYCFLOW_IDWISE_TOKEN": TOKEN},
+    ):  # fmt: skip
+        with running(command, env, int(env["KYCFLOW_PORT"])) as url:
+            wrk(url, WARMUP)
+            loads.append(wrk(url, DURATION))
+    return loads[0], loads[1]
 
 
 @contextlib.contextmanager
@@ -138,7 +146,7 @@ def main() -> None:
         work = Path(tmp)
         broker = Broker().start()
         try:
-            ingest = ingest_row(broker, work)
+            ingest, embedded = ingest_rows(broker, work)
             raw_db = rawlog.raw_log_path(work / "data.db")
             build_raw_log(raw_db, RAW_EVENTS)
             naive = worker_rate(broker, work, raw_db, "naive", 1)
@@ -146,14 +154,16 @@ def main() -> None:
             two = worker_rate(broker, work, raw_db, "two", 2)
         finally:
             broker.stop()
-    print(report(ingest, naive, one, two))
+    print(report(ingest, embedded, naive, one, two))
 
 
-def report(ingest: Load, naive: float, one: float, two: float) -> str:
+def report(ingest: Load, embedded: Load, naive: float, one: float, two: float) -> str:
     rows = [
         ("Kafka-mode ingest, 64 conns (acks=all)", f"{ingest.rate:,.0f}/s",
          f"p50 {ingest.p50_ms:.1f} ms, p99 {ingest.p99_ms:.1f} ms, {ingest.errors} errors",
          ">= 8,000/s"),
+        ("  embedded ingest, same run (yardstick)", f"{embedded.rate:,.0f}/s",
+         f"Kafka mode = {ingest.rate / embedded.rate:.0%} of it", ""),
         ("worker: naive agent (Table write + send per event)", f"{naive:,.0f} ev/s",
          f"{RAW_EVENTS:,} raw webhooks", "baseline"),
         ("worker: kycflow worker x1", f"{one:,.0f} ev/s", f"{one / naive:.1f}x baseline",
