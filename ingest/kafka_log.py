@@ -8,6 +8,11 @@ idempotent producer fails against Tansu, the broker the tests run.) One producer
 whole service makes the batches large — the Kafka analogue of group commit: requests that
 arrive while a batch waits for its acknowledgement form the next one.
 
+The HTTP workers do the per-record work — the routing key (the core's normaliser), the
+record value and its partition (Kafka's default murmur2 partitioner, so any client agrees)
+— and the frame carries just those: the single writer process only hands records to the
+producer, which keeps it from being the bottleneck.
+
 Anything short of an acknowledgement — broker down, metadata unknown, timeout — answers
 that request with offset -1, which the HTTP worker turns into 503: the provider retries,
 and a record that was written after all is a duplicate the worker's dedup absorbs. Never a
@@ -20,21 +25,50 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
-import pydantic_core
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
+from kafka.partitioner.default import murmur2
 
-from ingest.rawlog import Receipt, Row
+from ingest.rawlog import Receipt
 from statemachines.envelope import RawEnvelope, envelope_to_json
 from statemachines.routing import position, routing_key
 
 log = logging.getLogger("kycflow.writer")
 FAILED = Receipt(-1, False)
+
+
+# --- frames: HTTP worker -> writer -------------------------------------------------------------
+Record = tuple[int | None, bytes, bytes]  # partition (None: the producer picks), key, value
+_HEAD = struct.Struct(">IIiH")  # length, request id, partition (-1: none), key length
+
+
+def record_of(env: RawEnvelope, partitions: int | None) -> Record:
+    """What goes to the raw topic for an envelope; the partition is Kafka's default
+    (murmur2 of the key) when the topic's partition count is known."""
+    key = routing_key(env)
+    partition = (murmur2(key) & 0x7FFFFFFF) % partitions if partitions else None
+    return partition, key, envelope_to_json(env)
+
+
+def encode_record_request(request_id: int, env: RawEnvelope, partitions: int | None) -> bytes:
+    partition, key, value = record_of(env, partitions)
+    length = _HEAD.size - 4 + len(key) + len(value)
+    head = _HEAD.pack(length, request_id, -1 if partition is None else partition, len(key))
+    return head + key + value
+
+
+def decode_record_request(frame: bytes) -> tuple[int, Record]:
+    """A frame without its length prefix, as (request id, record)."""
+    request_id, partition, key_length = struct.unpack_from(">IiH", frame)
+    start = _HEAD.size - 4
+    key = frame[start : start + key_length]
+    return request_id, (None if partition < 0 else partition, key, frame[start + key_length :])
 
 
 class KafkaRawLog:
@@ -48,14 +82,17 @@ class KafkaRawLog:
         self.producer: Any = None
 
     def append(self, envelopes: Sequence[RawEnvelope]) -> list[Receipt]:
-        """Append and wait for the acknowledgements (blocking)."""
-        return self._checked(_settle(self._send(envelopes), self.timeout))
+        """Append and wait for the acknowledgements (blocking; tools and tests)."""
+        records = [record_of(env, None) for env in envelopes]
+        return self._checked(_settle(self._send(records), self.timeout))
 
-    async def append_rows(self, rows: Sequence[Row]) -> list[Receipt]:
+    decode = staticmethod(decode_record_request)
+
+    async def append_rows(self, rows: Sequence[Record]) -> list[Receipt]:
         """The writer's interface (`ingest.writer.WriterServer`): sent from the loop, and
         answered when the producer's thread has settled every record — meanwhile the loop
         sends the next batch (batches pipeline, as the producer allows)."""
-        sent = self._send([_envelope(row) for row in rows])
+        sent = self._send(rows)
         settled = _Settled(len(sent), asyncio.get_running_loop())
         for index, future in enumerate(sent):
             if future is None:
@@ -67,15 +104,15 @@ class KafkaRawLog:
             await asyncio.wait_for(asyncio.shield(settled.all), self.timeout)
         return self._checked(list(settled.receipts))  # unsettled ones stay FAILED
 
-    def _send(self, envelopes: Sequence[RawEnvelope]) -> list[Any]:
-        """A future per envelope; None for one that could not even be queued."""
+    def _send(self, records: Sequence[Record]) -> list[Any]:
+        """A future per record; None for one that could not even be queued."""
         producer = self._producer()
         if producer is None:
-            return [None] * len(envelopes)
+            return [None] * len(records)
         sent = []
-        for env in envelopes:
+        for partition, key, value in records:
             try:
-                sent.append(producer.send(self.topic, envelope_to_json(env), key=routing_key(env)))
+                sent.append(producer.send(self.topic, value, key=key, partition=partition))
             except KafkaError:  # buffer full for max_block_ms, producer closed …
                 sent.append(None)
         return sent
@@ -158,10 +195,3 @@ def _receipt(future: Any, deadline: float) -> Receipt:
 def _receipt_of(meta: Any) -> Receipt:
     # No global view at ingest: the worker detects and annotates repeats.
     return Receipt(position(meta.partition, meta.offset), False)
-
-
-def _envelope(row: Row) -> RawEnvelope:
-    provider, received_at, headers, body, key, sha, auth, remote = row
-    return RawEnvelope(
-        provider, body, pydantic_core.from_json(headers), received_at, key, sha, auth, remote
-    )

@@ -17,8 +17,9 @@ import asyncio
 import json
 import logging
 import struct
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 from ingest.rawlog import RawLogWriter, Receipt, Row, row_of
 from statemachines.envelope import RawEnvelope
@@ -63,17 +64,17 @@ def decode_request(frame: bytes) -> tuple[int, Row]:
 class _Frames:
     """Splits a byte stream into request frames; one call may yield many."""
 
-    def __init__(self) -> None:
-        self.buffer = bytearray()
+    def __init__(self, decode: Callable[[bytes], tuple[int, Any]]) -> None:
+        self.buffer, self.decode = bytearray(), decode
 
-    def feed(self, data: bytes) -> list[tuple[int, Row]]:
+    def feed(self, data: bytes) -> list[tuple[int, Any]]:
         self.buffer += data
         frames, start = [], 0
         while len(self.buffer) - start >= 4:
             (length,) = struct.unpack_from(">I", self.buffer, start)
             if len(self.buffer) - start - 4 < length:
                 break
-            frames.append(decode_request(bytes(self.buffer[start + 4 : start + 4 + length])))
+            frames.append(self.decode(bytes(self.buffer[start + 4 : start + 4 + length])))
             start += 4 + length
         del self.buffer[:start]
         return frames
@@ -83,7 +84,7 @@ class _Connection(asyncio.Protocol):
     """One HTTP worker's connection: buffered parsing, replies written once per batch."""
 
     def __init__(self, server: WriterServer) -> None:
-        self.server, self.frames = server, _Frames()
+        self.server, self.frames = server, _Frames(server.log.decode)
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -105,11 +106,16 @@ class RawLog(Protocol):
     # SQLite: no — one commit, one fsync, at a time.
     overlap: bool
 
-    async def append_rows(self, rows: list[Row]) -> list[Receipt]: ...
+    def decode(self, frame: bytes) -> tuple[int, Any]:
+        """A request frame as (request id, what `append_rows` takes)."""
+        ...
+
+    async def append_rows(self, rows: list[Any]) -> list[Receipt]: ...
 
 
 class SQLiteRawLog:
     overlap = False
+    decode = staticmethod(decode_request)
 
     def __init__(self, path: str | Path) -> None:
         self.writer = RawLogWriter(path)
@@ -125,7 +131,7 @@ class WriterServer:
     def __init__(self, raw_log: RawLog) -> None:
         self.log = raw_log
         self.in_flight: set[asyncio.Task[None]] = set()
-        self.pending: list[tuple[_Connection, int, Row]] = []
+        self.pending: list[tuple[_Connection, int, Any]] = []
         self.wake = asyncio.Event()
 
     async def commit_forever(self) -> None:
@@ -144,7 +150,7 @@ class WriterServer:
                 await self._append(batch)
             await asyncio.sleep(0)  # read what arrived during the commit before the next one
 
-    async def _append(self, batch: list[tuple[_Connection, int, Row]]) -> None:
+    async def _append(self, batch: list[tuple[_Connection, int, Any]]) -> None:
         receipts: list[Receipt] | None
         try:
             receipts = await self.log.append_rows([row for _, _, row in batch])
@@ -154,7 +160,7 @@ class WriterServer:
         self._reply(batch, receipts)
 
     @staticmethod
-    def _reply(batch: list[tuple[_Connection, int, Row]], receipts: list[Receipt] | None) -> None:
+    def _reply(batch: list[tuple[_Connection, int, Any]], receipts: list[Receipt] | None) -> None:
         replies: dict[_Connection, list[bytes]] = {}
         for index, (conn, request_id, _) in enumerate(batch):
             offset, duplicate = (-1, False) if receipts is None else receipts[index]
@@ -204,10 +210,13 @@ class _Replies(asyncio.Protocol):
 
 
 class WriterClient:
-    """One multiplexed connection to the writer; requests are matched to replies by id."""
+    """One multiplexed connection to the writer; requests are matched to replies by id.
+    `encode` builds the frame the writer's log decodes (`encode_request` for SQLite)."""
 
-    def __init__(self, socket_path: str) -> None:
-        self.socket_path = socket_path
+    def __init__(
+        self, socket_path: str, encode: Callable[[int, RawEnvelope], bytes] = encode_request
+    ) -> None:
+        self.socket_path, self.encode = socket_path, encode
         self.waiting: dict[int, asyncio.Future[Receipt]] = {}
         self.next_id = 0
         self.transport: asyncio.Transport | None = None
@@ -234,7 +243,7 @@ class WriterClient:
             # Requests handled in one loop iteration share one send: syscalls are the cost.
             if not self.outgoing:
                 asyncio.get_running_loop().call_soon(self._flush)
-            self.outgoing.append(encode_request(request_id, env))
+            self.outgoing.append(self.encode(request_id, env))
             receipt = await reply
         finally:
             self.waiting.pop(request_id, None)

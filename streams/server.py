@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import multiprocessing
 import os
@@ -23,7 +24,7 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -34,12 +35,12 @@ from aiohttp import web
 
 from ingest import rawlog
 from ingest.app import ingest_routes
-from ingest.kafka_log import KafkaRawLog
+from ingest.kafka_log import KafkaRawLog, encode_record_request
 from ingest.settings import IngestSettings
 from ingest.writer import WriterClient, run_writer
 from projections.api import read_routes
 from projections.schema import open_projections
-from streams.kafka_config import KafkaSettings, ensure_topics
+from streams.kafka_config import KafkaSettings, ensure_topics, raw_partitions
 from streams.metrics import SharedMetrics
 from streams.openapi import openapi_route
 from streams.processor import run_processor
@@ -58,6 +59,7 @@ class ServeSettings:
     api_token: str | None
     ingest: IngestSettings
     kafka: KafkaSettings | None = None  # set: ingest to Kafka; `kycflow project` projects
+    raw_partitions: int | None = None  # of the raw topic, found at start (Kafka mode)
 
     @classmethod
     def from_config(cls, config: dict[str, str]) -> ServeSettings:
@@ -115,7 +117,7 @@ def serve(settings: ServeSettings, ready: Callable[[str], None] | None = None) -
     ]
     ctx = multiprocessing.get_context("fork")
     if settings.kafka is not None:
-        _create_topics(settings.kafka)
+        settings = replace(settings, raw_partitions=_create_topics(settings.kafka))
     # The writer appends to the SQLite raw log, or in Kafka mode to kycflow.raw.
     children: list[BaseProcess] = [
         ctx.Process(
@@ -151,15 +153,19 @@ def serve(settings: ServeSettings, ready: Callable[[str], None] | None = None) -
     return _supervise(children, backends)
 
 
-def _create_topics(kafka: KafkaSettings) -> None:
-    """Best effort: a broker that is down now gets 503s until it is back, not a dead serve."""
+def _create_topics(kafka: KafkaSettings) -> int | None:
+    """The raw topic's partition count, creating the topics first if needed. Best effort:
+    a broker that is down now gets 503s until it is back, not a dead serve (and the
+    producer then picks partitions itself)."""
     try:
         created = ensure_topics(kafka)
+        partitions = raw_partitions(kafka)
     except Exception as exc:
         log.warning("could not check or create the Kafka topics (%s); continuing", exc)
-    else:
-        if created:
-            log.info("created Kafka topics: %s", ", ".join(created))
+        return None
+    if created:
+        log.info("created Kafka topics: %s", ", ".join(created))
+    return partitions
 
 
 def _supervise(children: list[BaseProcess], backends: int) -> int:
@@ -280,7 +286,14 @@ async def _http(
     settings: ServeSettings,
     metrics: SharedMetrics,
 ) -> None:
-    client = WriterClient(socket_path)
+    client = (
+        WriterClient(socket_path)
+        if settings.kafka is None
+        else WriterClient(
+            socket_path,
+            functools.partial(encode_record_request, partitions=settings.raw_partitions),
+        )
+    )
     app = web.Application(client_max_size=settings.ingest.max_body)
     app.add_routes(ingest_routes(settings.ingest, client, now_iso, metrics.recorder(slot)))
     gauges = _gauges(settings.db, raw_path) if settings.kafka is None else dict

@@ -75,3 +75,17 @@ def test_a_record_that_is_not_an_envelope_is_quarantined_not_fatal() -> None:
     assert "not a kycflow raw envelope" in normalise(env).reason  # type: ignore[union-attr]
     good = deliver(p.idwise("Finished Step", event_id="e1"), 5)
     assert envelope_from_record(envelope_to_json(good), 5) == good
+
+
+def test_a_raw_record_frame_round_trips_with_kafkas_default_partition() -> None:
+    from aiokafka.partitioner import DefaultPartitioner  # another client's, as a reference
+
+    from ingest.kafka_log import decode_record_request, encode_record_request, record_of
+
+    env = deliver(p.idwise("Finished Journey", event_id="e9", journey="j-9"), 3)
+    frame = encode_record_request(77, env, 8)
+    request_id, (partition, key, value) = decode_record_request(frame[4:])
+    assert (request_id, key, value) == (77, routing_key(env), envelope_to_json(env))
+    assert partition == DefaultPartitioner()(key, list(range(8)), list(range(8)))
+    assert record_of(env, None)[0] is None  # partition count unknown: the producer picks
+    assert decode_record_request(encode_record_request(1, env, None)[4:])[1][0] is None
