@@ -80,6 +80,7 @@ class KafkaRawLog:
         self.servers, self.topic = servers, topic
         self.linger_ms, self.timeout = linger_ms, timeout
         self.producer: Any = None
+        self.connecting = asyncio.Lock()
 
     def append(self, envelopes: Sequence[RawEnvelope]) -> list[Receipt]:
         """Append and wait for the acknowledgements (blocking; tools and tests)."""
@@ -92,8 +93,12 @@ class KafkaRawLog:
         """The writer's interface (`ingest.writer.WriterServer`): sent from the loop, and
         answered when the producer's thread has settled every record — meanwhile the loop
         sends the next batch (batches pipeline, as the producer allows)."""
+        loop = asyncio.get_running_loop()
+        if self.producer is None:  # connecting blocks: never on the loop
+            async with self.connecting:
+                await loop.run_in_executor(None, self._producer)
         sent = self._send(rows)
-        settled = _Settled(len(sent), asyncio.get_running_loop())
+        settled = _Settled(len(sent), loop)
         for index, future in enumerate(sent):
             if future is None:
                 settled.set(index, FAILED)

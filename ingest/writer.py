@@ -214,9 +214,13 @@ class WriterClient:
     `encode` builds the frame the writer's log decodes (`encode_request` for SQLite)."""
 
     def __init__(
-        self, socket_path: str, encode: Callable[[int, RawEnvelope], bytes] = encode_request
+        self,
+        socket_path: str,
+        encode: Callable[[int, RawEnvelope], bytes] = encode_request,
+        deadline: float | None = None,
     ) -> None:
         self.socket_path, self.encode = socket_path, encode
+        self.deadline = deadline  # seconds to wait for the writer before answering 503
         self.waiting: dict[int, asyncio.Future[Receipt]] = {}
         self.next_id = 0
         self.transport: asyncio.Transport | None = None
@@ -244,7 +248,10 @@ class WriterClient:
             if not self.outgoing:
                 asyncio.get_running_loop().call_soon(self._flush)
             self.outgoing.append(self.encode(request_id, env))
-            receipt = await reply
+            async with asyncio.timeout(self.deadline):
+                receipt = await reply
+        except TimeoutError:
+            raise WriterUnavailable(f"no answer from the writer in {self.deadline:g} s") from None
         finally:
             self.waiting.pop(request_id, None)
         if receipt.offset < 0:

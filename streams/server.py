@@ -292,6 +292,9 @@ async def _http(
         else WriterClient(
             socket_path,
             functools.partial(encode_record_request, partitions=settings.raw_partitions),
+            # The writer answers within the produce timeout; past it plus a margin, the
+            # provider gets its 503 anyway.
+            deadline=settings.kafka.produce_timeout + 1.0,
         )
     )
     app = web.Application(client_max_size=settings.ingest.max_body)

@@ -133,8 +133,10 @@ def test_a_hung_or_dead_broker_gets_503_never_a_2xx_for_an_unwritten_webhook(
         # Dead: every request answers 503, health stays green, and it recovers.
         broker.stop()
         for i in range(5):
+            started = time.monotonic()
             status, answer = service.send(p.idwise("Finished Step", event_id=f"dead-{i}"))
             assert status == 503, answer
+            assert time.monotonic() - started < 2 * 2 + 1.5, "bounded by the produce timeout"
         assert service.get("/healthz")[0] == 200
         broker.start()  # same port, empty memory storage
         deadline = time.monotonic() + 30
