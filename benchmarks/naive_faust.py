@@ -18,22 +18,13 @@ from statemachines.envelope import envelope_from_record
 from statemachines.process import step
 from statemachines.routing import position
 from streams.kafka_config import KafkaSettings
+from streams.worker import app_settings
 
 
 def main() -> None:
     settings = KafkaSettings.from_config(os.environ)
     assert settings is not None, "set KYCFLOW_KAFKA_BOOTSTRAP"
-    app = faust.App(
-        settings.group,
-        broker=[f"kafka://{server}" for server in settings.servers],
-        store="memory://",
-        topic_partitions=settings.partitions,
-        broker_session_timeout=settings.session_timeout,
-        broker_heartbeat_interval=max(0.5, settings.session_timeout / 4),
-        broker_rebalance_timeout=settings.rebalance_timeout,
-        consumer_auto_offset_reset="earliest",
-        web_enabled=False,
-    )
+    app = faust.App(settings.group, **app_settings(settings))
     raw = app.topic(settings.topic("raw"), key_type=bytes, value_type=bytes,
                     key_serializer="raw", value_serializer="raw")  # fmt: skip
     status = app.topic(settings.topic("status"), key_type=bytes, value_type=bytes,

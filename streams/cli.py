@@ -72,20 +72,25 @@ def _replay(args: argparse.Namespace) -> int:
     except Exception as exc:
         console.print(f"[red]cannot read the raw log of {database}:[/] {exc}")
         return 2
-    with Progress(
-        "replay",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not console.is_terminal,
-    ) as bar:
+    with _progress() as bar:
         task = bar.add_task("replay", total=total)
         count, path = replaying.replay(
             database, to=args.to, until=until, progress=lambda n: bar.advance(task, n)
         )
     console.print(f"replayed {count:,} raw webhooks into {path}")
     return 0
+
+
+def _progress() -> Progress:
+    """A progress bar on a terminal; nothing when output is piped or logged."""
+    return Progress(
+        "replay",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    )
 
 
 def _replay_kafka(args: argparse.Namespace) -> int:
@@ -97,14 +102,8 @@ def _replay_kafka(args: argparse.Namespace) -> int:
     settings = kafka_settings()
     if settings is None:
         return 2
-    with Progress(
-        "replay",
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=console,
-        disable=not console.is_terminal,
-    ) as bar:
-        task = bar.add_task("replay", total=None)
+    with _progress() as bar:
+        task = bar.add_task("replay", total=None)  # the topic's size is known only as read
         try:
             count = replay_from_kafka(settings, args.to, lambda n: bar.advance(task, n))
         except (FileExistsError, TimeoutError) as exc:

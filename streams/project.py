@@ -19,6 +19,7 @@ from projections.schema import open_projections
 from projections.topics import Record, TopicProjection
 from statemachines.codec import ANNOTATIONS, QUARANTINE, STATUS, TRANSITIONS
 from streams.kafka_config import KafkaSettings, ensure_topics
+from streams.stopping import StopFlag
 
 log = logging.getLogger("kycflow.projector")
 KINDS = (STATUS, TRANSITIONS, ANNOTATIONS, QUARANTINE)
@@ -33,11 +34,11 @@ def run_projector(
     on_batch: Callable[[int], None] | None = None,
 ) -> int:
     """Project until SIGTERM/SIGINT (or `stopping()`); returns the records applied."""
-    flag = _Flag()
+    flag = StopFlag()
     if stopping is None:
         signal.signal(signal.SIGTERM, flag.set)
         signal.signal(signal.SIGINT, flag.set)
-        stopping = flag.get
+        stopping = flag.is_set
     ensure_topics(settings)
     projection = TopicProjection(open_projections(db_path))
     consumer, kinds = _consumer(settings, projection.offsets())
@@ -84,16 +85,3 @@ def _consumer(
         else:
             consumer.seek_to_beginning(tp)
     return consumer, kinds
-
-
-class _Flag:
-    """Set from a signal handler: a plain attribute (see streams.server._StopFlag)."""
-
-    def __init__(self) -> None:
-        self.value = False
-
-    def set(self, *_: object) -> None:
-        self.value = True
-
-    def get(self) -> bool:
-        return self.value

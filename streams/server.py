@@ -44,6 +44,7 @@ from streams.kafka_config import KafkaSettings, ensure_topics, raw_partitions
 from streams.metrics import SharedMetrics
 from streams.openapi import openapi_route
 from streams.processor import run_processor
+from streams.stopping import StopFlag
 from streams.tuning import tune_gc
 
 log = logging.getLogger("kycflow.serve")
@@ -229,24 +230,9 @@ def _writer_main(socket_path: str, raw_path: Path, kafka: KafkaSettings | None) 
         raw_log.close()
 
 
-class _StopFlag:
-    """Set by SIGTERM. A plain attribute, never a multiprocessing.Event: a signal handler
-    that takes the Event's lock while the loop holds it in is_set() deadlocks the process
-    (seen once in the e2e suite: processor and supervisor both stuck)."""
-
-    def __init__(self) -> None:
-        self.stopping = False
-
-    def set(self, *_: object) -> None:
-        self.stopping = True
-
-    def is_set(self) -> bool:
-        return self.stopping
-
-
 def _processor_main(db: str, raw_path: Path, metrics: SharedMetrics) -> None:
     _quiet_interrupts()
-    stop = _StopFlag()
+    stop = StopFlag()
     signal.signal(signal.SIGTERM, stop.set)
     # During a burst the cores go to ingest (providers wait on it); projections catch up
     # after. When the machine is idle, niceness costs nothing.
