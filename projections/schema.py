@@ -7,6 +7,10 @@ event id); `subject_events` lists every raw delivery that reached a subject and 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+from collections.abc import Iterator
+
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
@@ -68,14 +72,30 @@ def create_projections(db: Database) -> None:
 def open_projections(path: str) -> Database:
     """The projections database, migrated; WAL so the API reads while the processor writes."""
     db = Database(path)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")  # the raw log is the durable copy; this is derived
     db.execute("PRAGMA busy_timeout=5000")
+    db.execute("PRAGMA synchronous=NORMAL")  # the raw log is the durable copy; this is derived
     # Subject keys are random (UUIDs): with SQLite's default 2 MB page cache, upserts into
     # large tables thrash it. 64 MB keeps the hot B-tree pages resident.
     db.execute("PRAGMA cache_size=-65536")
-    migrations.apply(db)
+    with _migration_lock(path):
+        db.execute("PRAGMA journal_mode=WAL")
+        migrations.apply(db)
     return db
+
+
+@contextlib.contextmanager
+def _migration_lock(path: str) -> Iterator[None]:
+    """`serve` and `project` (Kafka mode) may start together on a fresh database: one
+    migrates while the other waits, instead of both creating the same tables."""
+    if path == ":memory:":
+        yield
+        return
+    with open(f"{path}.migrate-lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @migrations()
