@@ -125,7 +125,6 @@ class Folder:
     def __init__(self, app: faust.App, settings: KafkaSettings, table: Any) -> None:
         self.app, self.settings, self.table = app, settings, table
         self.topics = {s: settings.topic(s) for s in (STATUS, TRANSITIONS, ANNOTATIONS, QUARANTINE)}
-        self.folded = 0
         self.outputs = OutputProducer(settings.servers)
 
         async def stop_outputs(*_: Any, **__: Any) -> None:
@@ -148,12 +147,10 @@ class Folder:
                     self._fold(batch, partition, missed, value)
             self._fold(batch, partition, offset, event.value)
         await self._publish(batch)
-        self.folded += batch.count
 
     def _fold(self, batch: _Batch, partition: int, offset: int, value: bytes) -> None:
         pos = position(partition, offset)
         batch.offsets[partition] = offset + 1
-        batch.count += 1
         env = envelope_from_record(value, pos)
         result = step(env, batch.states)
         if result.outcome is not None:
@@ -258,7 +255,6 @@ class _Batch:
         self.states = _States(table)
         self.outputs: list[tuple[str, str, dict[str, Any]]] = []
         self.offsets: dict[int, int] = {}  # partition -> next offset after this batch
-        self.count = 0
 
     def next_offset(self, partition: int) -> int:
         if partition in self.offsets:
