@@ -10,8 +10,8 @@ import base64
 from typing import Any
 
 from statemachines.envelope import RawEnvelope
-from statemachines.events import Subject, Unrecognised
-from statemachines.fold import Annotation, Effect, SubjectState, Transition
+from statemachines.events import Normalised, Subject, Unrecognised
+from statemachines.fold import Annotation, Effect, Outcome, SubjectState, Transition
 
 
 def state_to_dict(state: SubjectState) -> dict[str, Any]:
@@ -126,7 +126,9 @@ def quarantine_record(env: RawEnvelope, unrecognised: Unrecognised | None) -> di
 STATUS, TRANSITIONS, ANNOTATIONS, QUARANTINE = "status", "transitions", "annotations", "quarantine"
 
 
-def output_records(env: RawEnvelope, event: Any, outcome: Any) -> list[tuple[str, str, Any]]:
+def output_records(
+    env: RawEnvelope, event: Normalised, outcome: Outcome | None
+) -> list[tuple[str, str, Any]]:
     """What a worker publishes for one step: (topic suffix, key, JSON-safe record).
 
     A changed state goes to `status`; the effect to `transitions` or `annotations`; an
