@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 from sqlite_utils import Database
 
+from statemachines.codec import QUARANTINE_FIELDS, quarantine_record
 from statemachines.envelope import RawEnvelope
 from statemachines.events import Normalised, Subject, Unrecognised
 from statemachines.fold import Annotation, SubjectState, Transition
@@ -134,9 +135,8 @@ class _Rows:
     def add(self, result: Step) -> None:
         env, event, outcome = result
         if isinstance(event, Unrecognised) or outcome is None:
-            reason = event.reason if isinstance(event, Unrecognised) else "unrecognised"
-            event_type = event.event_type if isinstance(event, Unrecognised) else None
-            self.quarantine.append(quarantine_row(env, reason, event_type))
+            record = quarantine_record(env, event if isinstance(event, Unrecognised) else None)
+            self.quarantine.append(tuple(record[name] for name in QUARANTINE_FIELDS))
             return
         state, effect = outcome
         self.states[state.subject.key] = state
@@ -244,10 +244,6 @@ def subject_event_row(effect: Transition | Annotation) -> tuple[Any, ...]:
         effect.version,
         effect.received_at,
     )
-
-
-def quarantine_row(env: RawEnvelope, reason: str, event_type: str | None) -> tuple[Any, ...]:
-    return (env.offset, env.provider, reason, event_type, env.dedup_key, env.received_at)
 
 
 def _ints(values: Sequence[int]) -> str:

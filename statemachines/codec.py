@@ -11,7 +11,7 @@ from typing import Any
 
 from statemachines.envelope import RawEnvelope
 from statemachines.events import Normalised, Subject, Unrecognised
-from statemachines.fold import Annotation, Effect, Outcome, SubjectState, Transition
+from statemachines.fold import DUPLICATE, Annotation, Effect, Outcome, SubjectState, Transition
 
 
 def state_to_dict(state: SubjectState) -> dict[str, Any]:
@@ -140,7 +140,7 @@ def output_records(
     state, effect = outcome
     key = state.subject.key
     records: list[tuple[str, str, Any]] = []
-    if not (isinstance(effect, Annotation) and effect.kind == "duplicate"):
+    if not (isinstance(effect, Annotation) and effect.kind == DUPLICATE):
         records.append((STATUS, key, status_record(state)))
     kind = ANNOTATIONS if isinstance(effect, Annotation) else TRANSITIONS
     records.append((kind, key, effect_to_dict(effect)))

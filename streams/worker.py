@@ -153,11 +153,10 @@ class Folder:
         batch.offsets[partition] = offset + 1
         env = envelope_from_record(value, pos)
         result = step(env, batch.states)
-        if result.outcome is not None:
-            key = result.outcome.state.subject.key
-            if result.outcome.state is not batch.states.get(key):  # a duplicate changes none
-                batch.states.put(key, result.outcome.state, partition)
         for suffix, key, record in output_records(*result):
+            if suffix == STATUS:  # the state changed: store it too
+                assert result.outcome is not None
+                batch.states.put(key, result.outcome.state, partition)
             batch.outputs.append((self.topics[suffix], key, record))
 
     async def _publish(self, batch: _Batch) -> None:
