@@ -17,9 +17,8 @@ import asyncio
 import json
 import logging
 import struct
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import cast
 
 from ingest.rawlog import RawLogWriter, Receipt, Row, row_of
 from statemachines.envelope import RawEnvelope
@@ -64,17 +63,17 @@ def decode_request(frame: bytes) -> tuple[int, Row]:
 class _Frames:
     """Splits a byte stream into request frames; one call may yield many."""
 
-    def __init__(self, decode: Callable[[bytes], tuple[int, Any]]) -> None:
-        self.buffer, self.decode = bytearray(), decode
+    def __init__(self) -> None:
+        self.buffer = bytearray()
 
-    def feed(self, data: bytes) -> list[tuple[int, Any]]:
+    def feed(self, data: bytes) -> list[tuple[int, Row]]:
         self.buffer += data
         frames, start = [], 0
         while len(self.buffer) - start >= 4:
             (length,) = struct.unpack_from(">I", self.buffer, start)
             if len(self.buffer) - start - 4 < length:
                 break
-            frames.append(self.decode(bytes(self.buffer[start + 4 : start + 4 + length])))
+            frames.append(decode_request(bytes(self.buffer[start + 4 : start + 4 + length])))
             start += 4 + length
         del self.buffer[:start]
         return frames
@@ -84,7 +83,7 @@ class _Connection(asyncio.Protocol):
     """One HTTP worker's connection: buffered parsing, replies written once per batch."""
 
     def __init__(self, server: WriterServer) -> None:
-        self.server, self.frames = server, _Frames(server.log.decode)
+        self.server, self.frames = server, _Frames()
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -99,39 +98,10 @@ class _Connection(asyncio.Protocol):
         self.transport = None
 
 
-class RawLog(Protocol):
-    """Where the writer appends: the SQLite raw log, or Kafka (`ingest.kafka_log`)."""
-
-    # May several batches be in flight at once? Kafka: yes (the producer pipelines them);
-    # SQLite: no — one commit, one fsync, at a time.
-    overlap: bool
-
-    def decode(self, frame: bytes) -> tuple[int, Any]:
-        """A request frame as (request id, what `append_rows` takes)."""
-        ...
-
-    async def append_rows(self, rows: list[Any]) -> list[Receipt]: ...
-
-
-class SQLiteRawLog:
-    overlap = False
-    decode = staticmethod(decode_request)
-
-    def __init__(self, path: str | Path) -> None:
-        self.writer = RawLogWriter(path)
-
-    async def append_rows(self, rows: list[Row]) -> list[Receipt]:
-        # Committed on the loop itself: while the fsync blocks, frames wait in the kernel's
-        # socket buffers and become the next batch. (A commit thread measured slower: after
-        # each fsync it waited up to a GIL switch interval for the loop to let go.)
-        return self.writer.append_rows(rows)
-
-
 class WriterServer:
-    def __init__(self, raw_log: RawLog) -> None:
-        self.log = raw_log
-        self.in_flight: set[asyncio.Task[None]] = set()
-        self.pending: list[tuple[_Connection, int, Any]] = []
+    def __init__(self, raw_path: str | Path) -> None:
+        self.log = RawLogWriter(raw_path)
+        self.pending: list[tuple[_Connection, int, Row]] = []
         self.wake = asyncio.Event()
 
     async def commit_forever(self) -> None:
@@ -142,25 +112,20 @@ class WriterServer:
                 self.wake.clear()
             if not batch:
                 continue
-            if self.log.overlap:
-                task = asyncio.ensure_future(self._append(batch))
-                self.in_flight.add(task)
-                task.add_done_callback(self.in_flight.discard)
-            else:
-                await self._append(batch)
+            # Committed on the loop itself: while the fsync blocks, frames wait in the kernel's
+            # socket buffers and become the next batch. (A commit thread measured slower: after
+            # each fsync it waited up to a GIL switch interval for the loop to let go.)
+            receipts: list[Receipt] | None
+            try:
+                receipts = self.log.append_rows([row for _, _, row in batch])
+            except Exception:
+                log.exception("raw-log commit failed; %d requests answered 503", len(batch))
+                receipts = None
+            self._reply(batch, receipts)
             await asyncio.sleep(0)  # read what arrived during the commit before the next one
 
-    async def _append(self, batch: list[tuple[_Connection, int, Any]]) -> None:
-        receipts: list[Receipt] | None
-        try:
-            receipts = await self.log.append_rows([row for _, _, row in batch])
-        except Exception:
-            log.exception("raw-log append failed; %d requests answered 503", len(batch))
-            receipts = None
-        self._reply(batch, receipts)
-
     @staticmethod
-    def _reply(batch: list[tuple[_Connection, int, Any]], receipts: list[Receipt] | None) -> None:
+    def _reply(batch: list[tuple[_Connection, int, Row]], receipts: list[Receipt] | None) -> None:
         replies: dict[_Connection, list[bytes]] = {}
         for index, (conn, request_id, _) in enumerate(batch):
             offset, duplicate = (-1, False) if receipts is None else receipts[index]
@@ -171,10 +136,9 @@ class WriterServer:
 
 
 async def run_writer(
-    socket_path: str, raw_log: str | Path | RawLog, ready: asyncio.Event | None = None
+    socket_path: str, raw_path: str | Path, ready: asyncio.Event | None = None
 ) -> None:
-    """Serve the HTTP workers; `raw_log` is a SQLite raw-log path or another `RawLog`."""
-    server = WriterServer(SQLiteRawLog(raw_log) if isinstance(raw_log, str | Path) else raw_log)
+    server = WriterServer(raw_path)
     Path(socket_path).unlink(missing_ok=True)
     loop = asyncio.get_running_loop()
     unix = await loop.create_unix_server(lambda: _Connection(server), path=socket_path)
@@ -210,17 +174,10 @@ class _Replies(asyncio.Protocol):
 
 
 class WriterClient:
-    """One multiplexed connection to the writer; requests are matched to replies by id.
-    `encode` builds the frame the writer's log decodes (`encode_request` for SQLite)."""
+    """One multiplexed connection to the writer; requests are matched to replies by id."""
 
-    def __init__(
-        self,
-        socket_path: str,
-        encode: Callable[[int, RawEnvelope], bytes] = encode_request,
-        deadline: float | None = None,
-    ) -> None:
-        self.socket_path, self.encode = socket_path, encode
-        self.deadline = deadline  # seconds to wait for the writer before answering 503
+    def __init__(self, socket_path: str) -> None:
+        self.socket_path = socket_path
         self.waiting: dict[int, asyncio.Future[Receipt]] = {}
         self.next_id = 0
         self.transport: asyncio.Transport | None = None
@@ -247,11 +204,8 @@ class WriterClient:
             # Requests handled in one loop iteration share one send: syscalls are the cost.
             if not self.outgoing:
                 asyncio.get_running_loop().call_soon(self._flush)
-            self.outgoing.append(self.encode(request_id, env))
-            async with asyncio.timeout(self.deadline):
-                receipt = await reply
-        except TimeoutError:
-            raise WriterUnavailable(f"no answer from the writer in {self.deadline:g} s") from None
+            self.outgoing.append(encode_request(request_id, env))
+            receipt = await reply
         finally:
             self.waiting.pop(request_id, None)
         if receipt.offset < 0:

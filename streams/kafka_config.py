@@ -133,19 +133,3 @@ def ensure_topics(settings: KafkaSettings, timeout: float = 10.0) -> list[str]:
         return [t.name for t in wanted]
     finally:
         admin.close()
-
-
-def raw_partitions(settings: KafkaSettings, timeout: float = 10.0) -> int | None:
-    """How many partitions the raw topic has (None if the broker does not say)."""
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.servers,
-        client_id="kycflow-admin",
-        request_timeout_ms=int(timeout * 1000) + 1000,
-    )
-    try:
-        found = consumer.partitions_for_topic(settings.topic("raw"))
-        return len(found) if found else None
-    finally:
-        consumer.close()

@@ -4,6 +4,9 @@
                ├─ processor   tails the raw log into the projections (streams.processor)
                └─ http x N    aiohttp on one shared listening socket: ingest + read API
 
+Kafka mode runs only the HTTP workers: each appends to the raw topic with its own producer
+(ingest.kafka_log), and `kycflow worker` / `kycflow project` do the processor's work.
+
 Why processes: HTTP parsing and authentication are CPU-bound and the GIL caps one process
 at ~6-7k durable requests/s (design.md §8); N workers feeding one writer scale with cores.
 If any child dies the supervisor stops the rest and exits non-zero, so a process manager
@@ -14,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import multiprocessing
 import os
@@ -24,7 +26,7 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -35,12 +37,12 @@ from aiohttp import web
 
 from ingest import rawlog
 from ingest.app import ingest_routes
-from ingest.kafka_log import KafkaRawLog, encode_record_request
+from ingest.kafka_log import KafkaAppender
 from ingest.settings import IngestSettings
 from ingest.writer import WriterClient, run_writer
 from projections.api import read_routes
 from projections.schema import open_projections
-from streams.kafka_config import KafkaSettings, ensure_topics, raw_partitions
+from streams.kafka_config import KafkaSettings, ensure_topics
 from streams.metrics import SharedMetrics
 from streams.openapi import openapi_route
 from streams.processor import run_processor
@@ -60,7 +62,6 @@ class ServeSettings:
     api_token: str | None
     ingest: IngestSettings
     kafka: KafkaSettings | None = None  # set: ingest to Kafka; `kycflow project` projects
-    raw_partitions: int | None = None  # of the raw topic, found at start (Kafka mode)
 
     @classmethod
     def from_config(cls, config: dict[str, str]) -> ServeSettings:
@@ -117,22 +118,21 @@ def serve(settings: ServeSettings, ready: Callable[[str], None] | None = None) -
         for _ in range(settings.workers)
     ]
     ctx = multiprocessing.get_context("fork")
+    children: list[BaseProcess] = []
     if settings.kafka is not None:
-        settings = replace(settings, raw_partitions=_create_topics(settings.kafka))
-    # The writer appends to the SQLite raw log, or in Kafka mode to kycflow.raw.
-    children: list[BaseProcess] = [
-        ctx.Process(
-            target=_writer_main, args=(socket_path, raw_path, settings.kafka), name="writer"
+        _create_topics(settings.kafka)
+    else:  # in Kafka mode, HTTP workers produce; `kycflow worker` and `project` process
+        children.append(
+            ctx.Process(target=_writer_main, args=(socket_path, raw_path), name="writer")
         )
-    ]
-    children[0].start()
-    _wait_for(Path(socket_path))
-    if settings.kafka is None:  # in Kafka mode, workers and `kycflow project` do this
+        children[0].start()
+        _wait_for(Path(socket_path))
         children.append(
             ctx.Process(
                 target=_processor_main, name="processor", args=(settings.db, raw_path, metrics)
             )
         )
+        children[1].start()
     backends = len(children)  # the writer and processor; stopped after the HTTP workers
     children += [
         ctx.Process(
@@ -142,7 +142,7 @@ def serve(settings: ServeSettings, ready: Callable[[str], None] | None = None) -
         )
         for slot in range(1, settings.workers + 1)
     ]
-    for child in children[1:]:
+    for child in children[backends:]:
         child.start()
     for listener in listeners:
         listener.close()  # the workers hold them now
@@ -154,19 +154,16 @@ def serve(settings: ServeSettings, ready: Callable[[str], None] | None = None) -
     return _supervise(children, backends)
 
 
-def _create_topics(kafka: KafkaSettings) -> int | None:
-    """The raw topic's partition count, creating the topics first if needed. Best effort:
-    a broker that is down now gets 503s until it is back, not a dead serve (and the
-    producer then picks partitions itself)."""
+def _create_topics(kafka: KafkaSettings) -> None:
+    """Create the topics if needed. Best effort: a broker that is down now gets 503s until
+    it is back, not a dead serve."""
     try:
         created = ensure_topics(kafka)
-        partitions = raw_partitions(kafka)
     except Exception as exc:
         log.warning("could not check or create the Kafka topics (%s); continuing", exc)
-        return None
+        return
     if created:
         log.info("created Kafka topics: %s", ", ".join(created))
-    return partitions
 
 
 def _supervise(children: list[BaseProcess], backends: int) -> int:
@@ -216,18 +213,9 @@ def _quiet_interrupts() -> None:
     tune_gc()
 
 
-def _writer_main(socket_path: str, raw_path: Path, kafka: KafkaSettings | None) -> None:
+def _writer_main(socket_path: str, raw_path: Path) -> None:
     _quiet_interrupts()
-    if kafka is None:
-        _run(_until_terminated(run_writer(socket_path, raw_path)))
-        return
-    raw_log = KafkaRawLog(
-        kafka.servers, kafka.topic("raw"), linger_ms=kafka.linger_ms, timeout=kafka.produce_timeout
-    )
-    try:
-        _run(_until_terminated(run_writer(socket_path, raw_log)))
-    finally:
-        raw_log.close()
+    _run(_until_terminated(run_writer(socket_path, raw_path)))
 
 
 def _processor_main(db: str, raw_path: Path, metrics: SharedMetrics) -> None:
@@ -272,15 +260,15 @@ async def _http(
     settings: ServeSettings,
     metrics: SharedMetrics,
 ) -> None:
+    kafka = settings.kafka
     client = (
         WriterClient(socket_path)
-        if settings.kafka is None
-        else WriterClient(
-            socket_path,
-            functools.partial(encode_record_request, partitions=settings.raw_partitions),
-            # The writer answers within the produce timeout; past it plus a margin, the
-            # provider gets its 503 anyway.
-            deadline=settings.kafka.produce_timeout + 1.0,
+        if kafka is None
+        else KafkaAppender(
+            kafka.servers,
+            kafka.topic("raw"),
+            linger_ms=kafka.linger_ms,
+            timeout=kafka.produce_timeout,
         )
     )
     app = web.Application(client_max_size=settings.ingest.max_body)

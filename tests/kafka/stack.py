@@ -7,6 +7,7 @@ timeouts (docs/kafka-mode-notes.md).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import signal
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ingest.rawlog import Receipt
+from statemachines.envelope import RawEnvelope
 from tests.e2e.service import CREDENTIALS, KYCFLOW, Service, free_port
 
 _names = itertools.count(1)
@@ -192,3 +195,17 @@ def raw_records(stack: KafkaStack) -> dict[int, bytes]:
                 quiet = time.monotonic()
     consumer.close()
     return records
+
+
+def append_to_kafka(stack: KafkaStack, envelopes: list[RawEnvelope]) -> list[Receipt]:
+    """Append through ingest's own Kafka appender, as the HTTP workers do."""
+    from ingest.kafka_log import KafkaAppender
+
+    async def append() -> list[Receipt]:
+        appender = KafkaAppender([stack.broker.bootstrap], f"{stack.name}.raw", timeout=30.0)
+        try:
+            return await appender.append_all(envelopes)
+        finally:
+            await appender.close()
+
+    return asyncio.run(append())

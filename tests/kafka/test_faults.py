@@ -12,11 +12,10 @@ import threading
 import time
 from pathlib import Path
 
-from ingest.kafka_log import KafkaRawLog
 from statemachines.envelope import RawEnvelope, envelope_from_record
 from statemachines.process import replay
 from tests import payloads as p
-from tests.kafka.stack import Broker, KafkaStack, raw_records
+from tests.kafka.stack import Broker, KafkaStack, append_to_kafka, raw_records
 from tests.kafka.test_kafka_mode import comparable
 from tests.payloads import Webhook
 
@@ -39,18 +38,12 @@ def many_verifications(count: int) -> list[Webhook]:
 
 
 def produce(stack: KafkaStack, webhooks: list[Webhook]) -> list[int]:
-    """Append through ingest's own Kafka raw log, as the writer process does."""
-    raw_log = KafkaRawLog([stack.broker.bootstrap], f"{stack.name}.raw")
+    """Append through ingest's own Kafka appender, as the HTTP workers do."""
     envelopes = [
         RawEnvelope.receive(provider, body, headers, f"2026-11-22T12:{i // 60 % 60:02d}:00Z")
         for i, (provider, headers, body) in enumerate(webhooks)
     ]
-    try:
-        receipts = raw_log.append(envelopes)
-    finally:
-        raw_log.close()
-    assert all(receipt.offset >= 0 for receipt in receipts)
-    return [receipt.offset for receipt in receipts]
+    return [receipt.offset for receipt in append_to_kafka(stack, envelopes)]
 
 
 PROJECTED = "(SELECT count(*) FROM subject_events) + (SELECT count(*) FROM quarantine)"

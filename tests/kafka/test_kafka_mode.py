@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from ingest import rawlog
-from ingest.kafka_log import KafkaRawLog
 from statemachines.envelope import RawEnvelope, envelope_from_record
 from statemachines.process import replay
 from tests.e2e.service import CREDENTIALS, Service
 from tests.e2e.test_embedded import families, shuffled_with_duplicates
-from tests.kafka.stack import KafkaStack, raw_records
+from tests.kafka.stack import KafkaStack, append_to_kafka, raw_records
 from tests.payloads import Webhook
 
 NOT_JSON: Webhook = ("ondato", {"Content-Type": "application/json"}, b"not json")
@@ -60,6 +59,29 @@ def test_every_family_flows_from_http_to_the_read_api(stack: KafkaStack) -> None
     with sqlite3.connect(stack.db) as db:
         quarantined = db.execute('SELECT "offset", reason FROM quarantine').fetchall()
     assert quarantined == [(offsets[-1], quarantined[0][1])], "the unreadable body is kept"
+
+
+def test_ingest_produces_with_an_idempotent_producer(stack: KafkaStack) -> None:
+    """acks=all and idempotent: the broker handed the producer an id (aiokafka's own
+    InitProducerId v0 is refused by Tansu; ingest.aiokafka_compat asks with v3)."""
+    import asyncio
+
+    from ingest.kafka_log import KafkaAppender
+
+    env = RawEnvelope.receive("idwise", b'{"event": "x"}', [], "2026-11-22T12:00:00Z")
+
+    async def append() -> tuple[int, int]:
+        appender = KafkaAppender([stack.broker.bootstrap], f"{stack.name}.raw")
+        try:
+            receipt = await appender.append(env)
+            assert appender.producer is not None
+            return receipt.offset, appender.producer._txn_manager.producer_id
+        finally:
+            await appender.close()
+
+    offset, producer_id = asyncio.run(append())
+    assert offset in raw_records(stack)
+    assert producer_id >= 0
 
 
 def test_tail_prints_each_subjects_status_changes(stack: KafkaStack) -> None:
@@ -104,9 +126,7 @@ def test_same_webhooks_give_the_same_projections_in_both_modes(
         embedded.stop()
     stack.start_worker()
     stack.start_projector()
-    raw_log = KafkaRawLog([stack.broker.bootstrap], f"{stack.name}.raw")
-    kafka_offsets = [receipt.offset for receipt in raw_log.append(envelopes)]
-    raw_log.close()
+    kafka_offsets = [receipt.offset for receipt in append_to_kafka(stack, envelopes)]
     stack.wait_projected(len(envelopes))
     # Raw coordinates differ by design (a SQLite offset vs a Kafka partition position);
     # both are renamed to the delivery's index in the sequence sent.

@@ -77,15 +77,25 @@ def test_a_record_that_is_not_an_envelope_is_quarantined_not_fatal() -> None:
     assert envelope_from_record(envelope_to_json(good), 5) == good
 
 
-def test_a_raw_record_frame_round_trips_with_kafkas_default_partition() -> None:
-    from aiokafka.partitioner import DefaultPartitioner  # another client's, as a reference
-
-    from ingest.kafka_log import decode_record_request, encode_record_request, record_of
+def test_a_raw_record_is_keyed_by_subject_and_carries_the_envelope() -> None:
+    from ingest.kafka_log import record_of
 
     env = deliver(p.idwise("Finished Journey", event_id="e9", journey="j-9"), 3)
-    frame = encode_record_request(77, env, 8)
-    request_id, (partition, key, value) = decode_record_request(frame[4:])
-    assert (request_id, key, value) == (77, routing_key(env), envelope_to_json(env))
-    assert partition == DefaultPartitioner()(key, list(range(8)), list(range(8)))
-    assert record_of(env, None)[0] is None  # partition count unknown: the producer picks
-    assert decode_record_request(encode_record_request(1, env, None)[4:])[1][0] is None
+    assert record_of(env) == (routing_key(env), envelope_to_json(env))
+
+
+def test_the_idempotent_producer_asks_for_its_id_with_v3_where_the_broker_has_it() -> None:
+    from io import BytesIO
+
+    from ingest import aiokafka_compat
+    from ingest.aiokafka_compat import InitProducerIdRequest
+
+    request = InitProducerIdRequest(None, 60_000)
+    v3 = request.prepare({22: (0, 5)})  # Kafka 2.5+, Tansu
+    assert (v3.API_VERSION, v3.producer_id, v3.producer_epoch) == (3, -1, -1)
+    assert type(v3).decode(BytesIO(v3.encode())).to_object() == v3.to_object()
+    assert request.prepare({22: (0, 2)}).API_VERSION == 0  # an older broker: as aiokafka did
+    aiokafka_compat.install()
+    from aiokafka.producer import sender
+
+    assert sender.InitProducerIdRequest is InitProducerIdRequest
