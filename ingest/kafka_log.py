@@ -57,11 +57,21 @@ class KafkaAppender:
 
     async def append(self, env: RawEnvelope) -> Receipt:
         """The ingest `Appender`: returns once the broker acknowledged the record."""
-        return (await self.append_all([env]))[0]
+        key, value = record_of(env)
+        producer = self.producer
+        try:
+            async with asyncio.timeout(self.timeout):
+                if producer is None:
+                    producer = await self._started()
+                ack = await (await producer.send(self.topic, value, key=key))
+        except Exception as exc:  # any failure is a 503, never a 500 or a 2xx
+            raise self._failed(producer, exc) from None
+        # No global view at ingest: the worker detects and annotates repeats.
+        return Receipt(position(ack.partition, ack.offset), False)
 
     async def append_all(self, envelopes: Sequence[RawEnvelope]) -> list[Receipt]:
-        """Append in order; every record acknowledged within the timeout, or none is
-        reported as stored."""
+        """Append in order (tools and tests); all acknowledged within the timeout, or
+        `WriterUnavailable`."""
         producer = None
         try:
             async with asyncio.timeout(self.timeout):
@@ -71,12 +81,14 @@ class KafkaAppender:
                     for key, value in map(record_of, envelopes)
                 ]
                 acks = await asyncio.gather(*sent)
-        except Exception as exc:  # any failure is a 503, never a 500 or a 2xx
-            log.warning("kafka did not acknowledge: %s", type(exc).__name__)
-            self._retire(producer)
-            raise WriterUnavailable(f"kafka did not acknowledge ({type(exc).__name__})") from None
-        # No global view at ingest: the worker detects and annotates repeats.
+        except Exception as exc:
+            raise self._failed(producer, exc) from None
         return [Receipt(position(ack.partition, ack.offset), False) for ack in acks]
+
+    def _failed(self, producer: AIOKafkaProducer | None, exc: Exception) -> WriterUnavailable:
+        log.warning("kafka did not acknowledge: %s", type(exc).__name__)
+        self._retire(producer)
+        return WriterUnavailable(f"kafka did not acknowledge ({type(exc).__name__})")
 
     async def _started(self) -> AIOKafkaProducer:
         async with self.starting:
