@@ -23,6 +23,7 @@ backlog, docs/kafka-mode-notes.md): the missing range is fetched directly and fo
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -71,6 +72,9 @@ def app_settings(settings: KafkaSettings) -> dict[str, Any]:
     return {
         "broker": [f"kafka://{server}" for server in settings.servers],
         "store": "memory://",
+        # Faust makes a data directory even for in-memory tables; by default in the working
+        # directory, which litters a checkout (or a container's app dir) with `ID-data/`.
+        "datadir": f"{tempfile.gettempdir()}/kycflow-faust-{{conf.id}}",
         "topic_partitions": settings.partitions,
         "topic_replication_factor": settings.replication,
         "broker_session_timeout": settings.session_timeout,

@@ -21,3 +21,5 @@ def stack(broker: Broker, tmp_path: Path) -> Iterator[KafkaStack]:
     deployment = KafkaStack(broker, tmp_path)
     yield deployment
     deployment.stop()
+    # Workers keep Faust's data directory out of the working directory.
+    assert not Path(f"{deployment.name}-data").exists()
