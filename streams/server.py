@@ -121,7 +121,7 @@ def serve(settings: ServeSettings, ready: Callable[[str], None] | None = None) -
     children: list[BaseProcess] = []
     if settings.kafka is not None:
         _create_topics(settings.kafka)
-    else:  # in Kafka mode, HTTP workers produce; `kycflow worker` and `project` process
+    else:  # embedded: one writer owns the raw log, the processor projects it
         children.append(
             ctx.Process(target=_writer_main, args=(socket_path, raw_path), name="writer")
         )
