@@ -19,7 +19,7 @@ run: $(STAMP)
 
 ## demo: run the service and send it realistic signed traffic from all three providers
 demo: $(STAMP)
-	$(PY) -m streams.demo
+	$(PY) -m streams.simulator.demo
 
 ## test: everything CI runs — lint, types, import rules, diagram check, the test suite
 test: lint typecheck imports diagrams compose unit

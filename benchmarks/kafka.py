@@ -120,7 +120,7 @@ def count_outputs(broker: Broker, topics: list[str], expected: int) -> float:
 
 
 def worker_rate(broker: Broker, work: Path, raw_db: Path, name: str, count: int) -> float:
-    from streams.kafka_config import KafkaSettings, ensure_topics
+    from streams.kafka.config import KafkaSettings, ensure_topics
 
     env = kafka_env(broker, name, work / f"{name}.db")
     settings = KafkaSettings.from_config(env)

@@ -17,8 +17,8 @@ from statemachines.codec import state_from_dict, state_to_dict, status_record
 from statemachines.envelope import envelope_from_record
 from statemachines.process import step
 from statemachines.routing import position
-from streams.kafka_config import KafkaSettings
-from streams.worker import app_settings
+from streams.kafka.config import KafkaSettings
+from streams.kafka.worker import app_settings
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ from benchmarks.steady import steady_load
 from ingest import rawlog
 from projections.schema import open_projections
 from projections.store import ProjectionStore
-from streams.replay import rebuild
+from streams.embedded.replay import rebuild
 
 DURATION = int(os.environ.get("KYCFLOW_BENCH_SECONDS", "10"))
 REPLAY_EVENTS = int(os.environ.get("KYCFLOW_BENCH_REPLAY_EVENTS", "1000000"))

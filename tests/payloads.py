@@ -1,9 +1,9 @@
-"""Realistic provider webhooks for the tests: they live in `streams.samples`, which ships in
-the package because `kycflow simulate` sends them; this module keeps the tests' old import
-path working.
+"""Realistic provider webhooks for the tests: they live in `streams.simulator.samples`,
+which ships in the package because `kycflow simulate` sends them; this module keeps the tests'
+old import path working.
 """
 
-from streams.samples import (
+from streams.simulator.samples import (
     RECEIVED_AT,
     Webhook,
     deliver,

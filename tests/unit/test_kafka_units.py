@@ -8,7 +8,7 @@ from statemachines import normalise
 from statemachines.envelope import UNREADABLE, envelope_from_record, envelope_to_json
 from statemachines.events import CanonicalEvent
 from statemachines.routing import PARTITION_STRIDE, coordinate, position, routing_key
-from streams.kafka_config import KafkaSettings, topic_configs
+from streams.kafka.config import KafkaSettings, topic_configs
 from tests import payloads as p
 from tests.payloads import deliver
 

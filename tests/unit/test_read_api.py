@@ -16,7 +16,7 @@ from projections import queries
 from projections.api import read_routes
 from projections.schema import open_projections
 from projections.store import ProjectionStore, States
-from streams.openapi import OPENAPI, openapi_route
+from streams.service.openapi import OPENAPI, openapi_route
 from tests import payloads as p
 
 METRICS = "# TYPE kycflow_up gauge\nkycflow_up 1\n"

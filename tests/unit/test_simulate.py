@@ -28,8 +28,8 @@ from aiohttp.test_utils import TestServer
 
 from statemachines import CanonicalEvent, normalise, replay
 from streams.config import ConfigError, credentials_path, load_config
-from streams.samples import Webhook, deliver
-from streams.simulate import Summary, add_parser, lifecycles, plan, simulate
+from streams.simulator.samples import Webhook, deliver
+from streams.simulator.simulate import Summary, add_parser, lifecycles, plan, simulate
 
 BASIC = {"KYCFLOW_ONDATO_USERNAME": "ondato", "KYCFLOW_ONDATO_PASSWORD": "pässword"}
 OAUTH = {"KYCFLOW_ONDATO_CLIENT_ID": "client-7", "KYCFLOW_ONDATO_CLIENT_SECRET": "s3cret"}

@@ -46,8 +46,8 @@ from statemachines.envelope import envelope_from_record
 from statemachines.fold import SubjectState
 from statemachines.process import step
 from statemachines.routing import position
-from streams.kafka_config import KafkaSettings, ensure_topics
-from streams.kafka_outputs import OutputProducer
+from streams.kafka.config import KafkaSettings, ensure_topics
+from streams.kafka.outputs import OutputProducer
 
 log = logging.getLogger("kycflow.worker")
 POSITION = "\x00next-offset/"  # table key prefix of a partition's next raw offset

@@ -1,7 +1,7 @@
 """Realistic lifecycles: one verification's webhooks, in the order its provider sends them.
 
-Built from the payload builders in `streams.samples`; ids and provider timestamps come from
-a seeded random generator, so `kycflow simulate --seed S` sends the same bytes every time.
+Built from the payload builders in `streams.simulator.samples`; ids and provider timestamps
+come from a seeded random generator, so `kycflow simulate --seed S` sends the same bytes every time.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
-from streams.samples import (
+from streams.simulator.samples import (
     Webhook,
     idenfy,
     idenfy_company,

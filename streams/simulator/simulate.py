@@ -34,10 +34,10 @@ from rich.table import Table
 
 from statemachines.envelope import PROVIDERS
 from streams import config as cfg
-from streams import lifecycles as builders
 from streams.config import Authenticator, ConfigError, TokenError, configured
-from streams.lifecycles import Clock
-from streams.samples import Webhook
+from streams.simulator import lifecycles as builders
+from streams.simulator.lifecycles import Clock
+from streams.simulator.samples import Webhook
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 DUPLICATE_SHARE = 0.2

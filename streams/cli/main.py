@@ -21,19 +21,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 
 from statemachines import RawEnvelope, Unrecognised, fold, normalise
 from statemachines.envelope import PROVIDERS
-from streams import inspect as inspection
-from streams import replay as replaying
+from streams.cli import inspect as inspection
+from streams.cli.kafka_commands import add_kafka_commands, kafka_settings
 from streams.config import ConfigError, db_path, load_config
-from streams.kafka_cli import add_kafka_commands, kafka_settings
-from streams.kafka_config import KafkaSettings
-from streams.simulate import add_parser as add_simulate
+from streams.embedded import replay as replaying
+from streams.kafka.config import KafkaSettings
+from streams.simulator.simulate import add_parser as add_simulate
 
 console = Console(stderr=True)
 
 
 def _serve(args: argparse.Namespace) -> int:
     from streams.credentials import ensure_credentials
-    from streams.server import ServeSettings, serve
+    from streams.service.supervisor import ServeSettings, serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     database = db_path(os.environ)
@@ -94,7 +94,7 @@ def _progress() -> Progress:
 
 
 def _replay_kafka(args: argparse.Namespace) -> int:
-    from streams.kafka_replay import replay_from_kafka
+    from streams.kafka.replay import replay_from_kafka
 
     if not args.to or args.until:
         console.print("[red]replay --from-kafka needs --to PATH (a new file) and no --until[/]")
@@ -117,7 +117,7 @@ def _inspect(args: argparse.Namespace) -> int:
     kafka = KafkaSettings.from_config(load_config(os.environ))
     raw = None
     if kafka is not None:  # Kafka mode: the raw deliveries are in the raw topic
-        from streams.kafka_replay import fetch_positions
+        from streams.kafka.replay import fetch_positions
 
         raw = functools.partial(fetch_positions, kafka)
     found = inspection.timeline(db_path(os.environ), args.provider, args.kind, args.id, raw)

@@ -18,7 +18,7 @@ from kafka import KafkaConsumer, TopicPartition
 from projections.schema import open_projections
 from projections.topics import Record, TopicProjection
 from statemachines.codec import ANNOTATIONS, QUARANTINE, STATUS, TRANSITIONS
-from streams.kafka_config import KafkaSettings, ensure_topics
+from streams.kafka.config import KafkaSettings, ensure_topics
 from streams.stopping import StopFlag
 
 log = logging.getLogger("kycflow.projector")

@@ -14,7 +14,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
-from streams.kafka_config import KafkaSettings
+from streams.kafka.config import KafkaSettings
 
 
 def tail(

@@ -18,7 +18,7 @@ from projections.schema import open_projections
 from projections.store import ProjectionStore
 from statemachines.envelope import RawEnvelope, envelope_from_record
 from statemachines.routing import coordinate, position
-from streams.kafka_config import KafkaSettings
+from streams.kafka.config import KafkaSettings
 
 
 def replay_from_kafka(

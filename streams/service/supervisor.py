@@ -1,7 +1,7 @@
-"""`kycflow serve`, embedded mode: the processes and how they are wired.
+"""`kycflow serve`: the processes and how they are wired, in either mode.
 
     supervisor ── writer      one process owns the raw log; group commit (ingest.writer)
-               ├─ processor   tails the raw log into the projections (streams.processor)
+               ├─ processor   tails the raw log into the projections (streams.embedded.processor)
                └─ http x N    aiohttp on one shared listening socket: ingest + read API
 
 Kafka mode runs only the HTTP workers: each appends to the raw topic with its own producer
@@ -42,10 +42,10 @@ from ingest.settings import IngestSettings
 from ingest.writer import WriterClient, run_writer
 from projections.api import read_routes
 from projections.schema import open_projections
-from streams.kafka_config import KafkaSettings, ensure_topics
-from streams.metrics import SharedMetrics
-from streams.openapi import openapi_route
-from streams.processor import run_processor
+from streams.embedded.processor import run_processor
+from streams.kafka.config import KafkaSettings, ensure_topics
+from streams.service.metrics import SharedMetrics
+from streams.service.openapi import openapi_route
 from streams.stopping import StopFlag
 from streams.tuning import tune_gc
 

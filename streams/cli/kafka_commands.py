@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Console
 
 from streams.config import db_path, load_config
-from streams.kafka_config import SETTINGS, KafkaSettings, ensure_topics, topic_configs
+from streams.kafka.config import SETTINGS, KafkaSettings, ensure_topics, topic_configs
 
 console = Console(stderr=True)
 NEEDS_KAFKA = "set KYCFLOW_KAFKA_BOOTSTRAP (host:port of a Kafka broker) to use this command"
@@ -31,14 +31,14 @@ def kafka_settings() -> KafkaSettings | None:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from streams.worker import run_worker
+    from streams.kafka.worker import run_worker
 
     settings = kafka_settings()
     return 2 if settings is None else run_worker(settings, loglevel=args.loglevel)
 
 
 def _project(args: argparse.Namespace) -> int:
-    from streams.project import run_projector
+    from streams.kafka.project import run_projector
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = kafka_settings()
@@ -50,7 +50,7 @@ def _project(args: argparse.Namespace) -> int:
 
 
 def _tail(args: argparse.Namespace) -> int:
-    from streams.tail import line, tail
+    from streams.kafka.tail import line, tail
 
     settings = kafka_settings()
     if settings is None:

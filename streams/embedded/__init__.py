@@ -1,0 +1,1 @@
+"""The embedded runtime: SQLite raw log -> processor -> projections, and replay from it."""

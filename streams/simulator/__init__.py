@@ -1,0 +1,1 @@
+"""Realistic, signed provider traffic: payload samples, lifecycles, `simulate` and `demo`."""
