@@ -19,7 +19,7 @@ from ingest.app import ingest_routes
 from ingest.rawlog import RawLogWriter, Receipt, raw_log_path
 from ingest.settings import IngestSettings
 from statemachines.envelope import RawEnvelope
-from streams.service.supervisor import now_iso
+from streams.service.http import now_iso
 
 
 class CommitPerRequest:

@@ -22,30 +22,24 @@ import multiprocessing
 import os
 import signal
 import socket
-import sqlite3
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
 import uvloop
-from aiohttp import web
 
 from ingest import rawlog
-from ingest.app import ingest_routes
-from ingest.kafka_log import KafkaAppender
 from ingest.settings import IngestSettings
-from ingest.writer import WriterClient, run_writer
-from projections.api import read_routes
+from ingest.writer import run_writer
 from projections.schema import open_projections
 from streams.embedded.processor import run_processor
 from streams.kafka.config import KafkaSettings, ensure_topics
+from streams.service.http import run_http
 from streams.service.metrics import SharedMetrics
-from streams.service.openapi import openapi_route
 from streams.stopping import StopFlag
 from streams.tuning import tune_gc
 
@@ -92,18 +86,6 @@ def _integer(config: dict[str, str], name: str, default: int, *, upto: int) -> i
     if not raw.isdigit() or not 1 <= int(raw) <= upto:
         raise ValueError(f"{name} must be a whole number from 1 to {upto}, not {raw!r}")
     return int(raw)
-
-
-_SECOND: list[Any] = [-1, ""]  # the last whole second formatted, and its text
-
-
-def now_iso() -> str:
-    """The ingest clock as `received_at` text; the date part is formatted once a second."""
-    now = time.time()
-    second = int(now)
-    if second != _SECOND[0]:
-        _SECOND[:] = [second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")]
-    return f"{_SECOND[1]}.{int((now - second) * 1_000_000):06d}Z"
 
 
 def serve(settings: ServeSettings, ready: Callable[[str], None] | None = None) -> int:
@@ -237,7 +219,7 @@ def _http_main(
     metrics: SharedMetrics,
 ) -> None:
     _quiet_interrupts()
-    _run(_until_terminated(_http(listener, slot, socket_path, raw_path, settings, metrics)))
+    _run(_until_terminated(run_http(listener, slot, socket_path, raw_path, settings, metrics)))
 
 
 def _run(main: Any) -> None:
@@ -250,63 +232,3 @@ async def _until_terminated(main: Any) -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-async def _http(
-    listener: socket.socket,
-    slot: int,
-    socket_path: str,
-    raw_path: Path,
-    settings: ServeSettings,
-    metrics: SharedMetrics,
-) -> None:
-    kafka = settings.kafka
-    client = (
-        WriterClient(socket_path)
-        if kafka is None
-        else KafkaAppender(
-            kafka.servers,
-            kafka.topic("raw"),
-            linger_ms=kafka.linger_ms,
-            timeout=kafka.produce_timeout,
-        )
-    )
-    app = web.Application(client_max_size=settings.ingest.max_body)
-    app.add_routes(ingest_routes(settings.ingest, client, now_iso, metrics.recorder(slot)))
-    gauges = _gauges(settings.db, raw_path) if settings.kafka is None else dict
-    app.add_routes(
-        read_routes(
-            settings.db, api_token=settings.api_token, render_metrics=lambda: metrics.render(gauges)
-        )
-    )
-    app.add_routes([openapi_route()])
-    # A short shutdown grace: an open /feed stream must not hold a stop for 60 s.
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
-    await runner.setup()
-    await web.SockSite(runner, listener).start()
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await runner.cleanup()
-        await client.close()
-
-
-def _gauges(db: str, raw_path: Path) -> Callable[[], dict[str, float]]:
-    """Processor lag, read at scrape time from the two databases."""
-
-    def read() -> dict[str, float]:
-        try:
-            with contextlib.closing(rawlog.connect(raw_path, readonly=True)) as raw:
-                last = rawlog.last_offset(raw)
-            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as proj:
-                row = proj.execute('SELECT "offset" FROM checkpoint').fetchone()
-        except sqlite3.Error:
-            return {}
-        applied = int(row[0]) if row else 0
-        return {
-            "kycflow_raw_log_last_offset": last,
-            "kycflow_processor_offset": applied,
-            "kycflow_processor_lag_events": last - applied,
-        }
-
-    return read
