@@ -37,7 +37,12 @@ HINTS = {  # what to set, per provider, to make it usable
 }
 
 
-class ConfigError(ValueError):
+class KycflowError(Exception):
+    """A refusal to start or to go on, for the operator: the command line prints the message
+    as one line (no traceback) and exits non-zero. Messages never carry secrets or bodies."""
+
+
+class ConfigError(KycflowError, ValueError):
     """The credentials file exists but cannot be used; the message names the file only."""
 
 

@@ -23,7 +23,7 @@ from statemachines import RawEnvelope, Unrecognised, fold, normalise
 from statemachines.envelope import PROVIDERS
 from streams.cli import inspect as inspection
 from streams.cli.kafka_commands import add_kafka_commands, kafka_settings
-from streams.config import ConfigError, db_path, load_config
+from streams.config import ConfigError, KycflowError, db_path, load_config
 from streams.embedded import replay as replaying
 from streams.kafka.config import KafkaSettings
 from streams.simulator.simulate import add_parser as add_simulate
@@ -231,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         console.print(f"[red]configuration error:[/] {exc}")
         return 2
+    except KycflowError as exc:
+        console.print(f"[red]kycflow:[/] {exc}", highlight=False)
+        return 1
 
 
 if __name__ == "__main__":
