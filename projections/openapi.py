@@ -1,0 +1,191 @@
+"""The OpenAPI 3.1 description of the read API (`projections.api`): verifications, history,
+listing, the status feed, health and metrics, with their schemas and the API token scheme.
+
+Plain data next to the routes it describes; `streams.service.openapi` assembles it with the
+ingest part into the served document. `#/components/schemas/Error` is defined there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from statemachines.envelope import PROVIDERS
+
+Schema = dict[str, Any]
+
+KINDS = "kyc, kyb, kyb_document, aml_monitoring, or another kind of the vocabulary"
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _object(required: list[str], **properties: Schema) -> Schema:
+    return {"type": "object", "required": required, "properties": properties}
+
+
+def _json(description: str, schema: Schema, media: str = "application/json") -> Schema:
+    return {"description": description, "content": {media: {"schema": schema}}}
+
+
+def _error(description: str) -> Schema:
+    return _json(description, _ref("Error"))
+
+
+def _param(place: str, name: str, description: str, **schema: Any) -> Schema:
+    """A parameter `in` path, query or header; path parameters are required by definition."""
+    where = {"in": place, "required": True} if place == "path" else {"in": place}
+    return {"name": name, **where, "description": description, "schema": schema}
+
+
+READ_ERRORS = {
+    "401": _error("Missing or wrong API token (sent with `WWW-Authenticate: Bearer`)."),
+    "503": _error("The projections database cannot be read yet; retry."),
+}
+SUBJECT = [
+    _param("path", "provider", "Provider of the subject.", enum=list(PROVIDERS)),
+    _param("path", "kind", f"Subject kind: {KINDS}.", type="string"),
+    _param("path", "id", "The provider's id of the subject (URL-encoded).", type="string"),
+]
+
+_TYPES: dict[str, Schema] = {
+    "int": {"type": "integer"},
+    "str": {"type": "string"},
+    "bool": {"type": "boolean"},
+    "tags": {"type": "array", "items": {"type": "string"}},
+    "decider": {"enum": ["auto", "manual", None]},
+    "provider": {"enum": list(PROVIDERS)},
+}
+
+
+def _record(spec: str, **notes: str) -> Schema:
+    """An object from `name:type` words (`type?` is nullable), every field required."""
+    properties: dict[str, Schema] = {}
+    for word in spec.split():
+        name, _, kind = word.partition(":")
+        schema = dict(_TYPES[kind.rstrip("?")])
+        if kind.endswith("?"):
+            schema["type"] = [schema["type"], "null"]
+        if name in notes:
+            schema["description"] = notes[name]
+        properties[name] = schema
+    return _object(list(properties), **properties)
+
+
+SCHEMAS: dict[str, Schema] = {
+    "Verification": _record(
+        "provider:provider kind:str id:str status:str? final:bool decided_by:decider "
+        "attempt:int provider_status:str? reasons:tags version:int updated_at:str? "
+        "cause_event:str? cause_offset:int? parent_kind:str? parent_id:str?",
+        final="No further decision expected.",
+        version="Grows with every distinct event of the subject.",
+        updated_at="Logged receive time of the event that last changed the subject.",
+        cause_offset="Raw-log offset of that event.",
+    ),
+    "Transition": _record(
+        "seq:int version:int from_status:str? to_status:str trigger:str attempt:int final:bool "
+        "decided_by:decider event_type:str dedup_key:str offset:int received_at:str "
+        "provider_status:str? reasons:tags",
+        seq="Position in the status feed (the SSE id).",
+        offset="Raw-log offset of the delivery that caused the change.",
+        received_at="Ingest receive time of that delivery.",
+    ),
+    "SubjectEvent": _record(
+        "offset:int event_type:str effect:str reason:str? version:int received_at:str",
+        effect="transition, duplicate, late, superseded, unchanged, history or unknown.",
+    ),
+    "History": _object(
+        ["verification", "transitions", "events"],
+        verification=_ref("Verification"),
+        transitions={"type": "array", "items": _ref("Transition")},
+        events={"type": "array", "items": _ref("SubjectEvent")},
+    ),
+    "Page": _object(
+        ["items", "next_cursor"],
+        items={"type": "array", "items": _ref("Verification")},
+        next_cursor={"type": ["string", "null"], "description": "Next `cursor`; null: last page."},
+    ),
+    "FeedEvent": {
+        "description": "The `data` of one `status` event: the subject and the transition.",
+        "allOf": [_record("provider:provider kind:str id:str"), _ref("Transition")],
+    },
+}
+
+SECURITY_SCHEMES: dict[str, Schema] = {
+    "apiToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "`KYCFLOW_API_TOKEN`; required by the read API whenever it is set.",
+    },
+}
+
+
+def _get(
+    summary: str, responses: dict[str, Schema], errors: Schema = READ_ERRORS, **extra: Any
+) -> Schema:
+    return {"get": {"summary": summary, "responses": {**responses, **errors}, **extra}}
+
+
+FEED = _get(
+    "Server-Sent Events of status changes (`id: <seq>`, `event: status`, `data: <FeedEvent>`).",
+    {
+        "200": _json(
+            "Endless; `: keep-alive` every 15 s.", {"type": "string"}, "text/event-stream"
+        ),
+        "400": _error("Last-Event-ID / after is not a non-negative integer."),
+    },
+    parameters=[
+        _param("header", "Last-Event-ID", "Resume after this feed position.", type="string"),
+        _param(
+            "query", "after", "Resume after this position, or `latest` (default 0).", type="string"
+        ),
+    ],
+)
+LISTING = _get(
+    "List verifications in subject order, one keyset page at a time.",
+    {
+        "200": _json("A page.", _ref("Page")),
+        "400": _error("Limit is not an integer, or the cursor is invalid."),
+    },
+    parameters=[
+        _param("query", "provider", "Only this provider.", enum=list(PROVIDERS)),
+        _param("query", "kind", "Only this kind.", type="string"),
+        _param("query", "status", "Only this status.", type="string"),
+        _param("query", "limit", "Page size, clamped to 1..500.", type="integer", default=50),
+        _param("query", "cursor", "The previous page's `next_cursor`.", type="string"),
+    ],
+)
+_DB_HEALTH = _object(
+    ["readable"],
+    readable={"type": "boolean"},
+    reason={"type": "string", "description": "Why not (when not readable)."},
+    feed_head={"type": "integer", "description": "Latest feed position (when readable)."},
+)
+HEALTH = _get(
+    "Liveness (always 200) and whether the projections are readable. No credentials.",
+    {"200": _json("Alive.", _object(["status", "db"], status={"const": "ok"}, db=_DB_HEALTH))},
+    errors={},
+    security=[],
+)
+METRICS = _get(
+    "Prometheus metrics (text exposition format 0.0.4).",
+    {"200": _json("Metrics.", {"type": "string"}, "text/plain")},
+    errors={"401": READ_ERRORS["401"]},  # metrics are in memory: no database read
+)
+
+PATHS: dict[str, Schema] = {
+    "/verifications": LISTING,
+    "/verifications/{provider}/{kind}/{id}": _get(
+        "A subject's current verification status.",
+        {"200": _json("Found.", _ref("Verification")), "404": _error("Unknown subject.")},
+        parameters=SUBJECT,
+    ),
+    "/verifications/{provider}/{kind}/{id}/history": _get(
+        "A subject's transitions and every delivery that touched it.",
+        {"200": _json("Found.", _ref("History")), "404": _error("Unknown subject.")},
+        parameters=SUBJECT,
+    ),
+    "/feed": FEED,
+    "/healthz": HEALTH,
+    "/metrics": METRICS,
+}
