@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import json
 import sqlite3
@@ -22,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from projections import queries
+from projections import listing, queries
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -77,22 +78,42 @@ def _error(status: int, message: str, **extra: Any) -> web.Response:
 
 
 def _guarded(handler: Handler, api_token: str | None) -> Handler:
-    """Require `Authorization: Bearer <api_token>` (RFC 6750) when a token is configured."""
+    """Require `Authorization: Bearer <api_token>` (RFC 6750) when a token is configured.
+
+    As ingest does: both sides are hashed before the constant-time comparison, so neither
+    the content nor the length of the token leaks through timing, and two Authorization
+    headers are refused rather than one of them picked. The comparison is on the exact
+    bytes configured: no decoding, so no two spellings of one token.
+    """
     if not api_token:  # unset or empty: the read API is open (serve it on loopback only)
         return handler
-    expected = api_token.encode()
+    expected = _digest(api_token)
 
     async def guarded(request: web.Request) -> web.StreamResponse:
-        header = request.headers.get("Authorization", "")
-        scheme, _, presented = header.partition(" ")
-        if scheme.lower() != "bearer" or not presented.strip():
+        headers = request.headers.getall("Authorization", [])
+        if len(headers) > 1:
+            return _unauthorized("repeated Authorization header", 'Bearer realm="kycflow"')
+        # Only spaces and tabs separate (RFC 9110 §5.6.3, §11.4): str.strip() would also
+        # drop Unicode spaces, accepting a token with one appended.
+        scheme, _, presented = (headers[0] if headers else "").strip(" \t").partition(" ")
+        presented = presented.strip(" \t")
+        if scheme.lower() != "bearer" or not presented:
             return _unauthorized("missing bearer token", 'Bearer realm="kycflow"')
-        # surrogatepass: any header text encodes; compare_digest takes constant time.
-        if not hmac.compare_digest(presented.strip().encode("utf-8", "surrogatepass"), expected):
+        if not hmac.compare_digest(_digest(presented), expected):
             return _unauthorized("invalid token", 'Bearer realm="kycflow", error="invalid_token"')
         return await handler(request)
 
     return guarded
+
+
+def _digest(text: str) -> bytes:
+    """SHA-256 of the text's bytes: UTF-8, with any bytes that the environment or aiohttp
+    carried as surrogate escapes restored as they were."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "surrogatepass")
+    return hashlib.sha256(raw).digest()
 
 
 def _unauthorized(message: str, challenge: str) -> web.Response:
@@ -134,22 +155,14 @@ class ReadApi:
         return web.json_response(found)
 
     async def listing(self, request: web.Request) -> web.StreamResponse:
-        query = request.query
-        filters = {name: query.get(name) or None for name in ("provider", "kind", "status")}
-        try:
-            limit = int(query.get("limit") or 50)
-        except ValueError:
-            return _error(400, "limit must be an integer")
-        cursor = query.get("cursor") or None
-        try:
-            if cursor is not None:
-                queries.decode_cursor(cursor)  # bad input is a 400, not a 503 from the reader
-            page = self.reader.run(queries.listing, **filters, limit=limit, cursor=cursor)
+        try:  # checked first: bad input is a 400 even while the database is unreadable
+            wanted = listing.parse(request.query.items())
         except ValueError as exc:
             return _error(400, str(exc))
+        try:
+            return web.json_response(self.reader.run(listing.page, wanted))
         except Unavailable as exc:
             return _unavailable(exc)
-        return web.json_response(page)
 
     async def healthz(self, request: web.Request) -> web.StreamResponse:
         """Liveness of the process (always 200) and whether the projections can be read."""

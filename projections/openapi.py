@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from projections import listing
 from statemachines.envelope import PROVIDERS
+from statemachines.machines import KINDS
 
 Schema = dict[str, Any]
-
-KINDS = "kyc, kyb, kyb_document, aml_monitoring, or another kind of the vocabulary"
 
 
 def _ref(name: str) -> Schema:
@@ -39,12 +39,15 @@ def _param(place: str, name: str, description: str, **schema: Any) -> Schema:
 
 
 READ_ERRORS = {
-    "401": _error("Missing or wrong API token (sent with `WWW-Authenticate: Bearer`)."),
+    "401": _error(
+        "Missing, wrong or repeated API token, when `KYCFLOW_API_TOKEN` is set (sent with "
+        "`WWW-Authenticate: Bearer`)."
+    ),
     "503": _error("The projections database cannot be read yet; retry."),
 }
 SUBJECT = [
     _param("path", "provider", "Provider of the subject.", enum=list(PROVIDERS)),
-    _param("path", "kind", f"Subject kind: {KINDS}.", type="string"),
+    _param("path", "kind", "Subject kind.", enum=list(KINDS)),
     _param("path", "id", "The provider's id of the subject (URL-encoded).", type="string"),
 ]
 
@@ -142,17 +145,51 @@ FEED = _get(
     ],
 )
 LISTING = _get(
-    "List verifications in subject order, one keyset page at a time.",
+    "List verifications, one keyset page at a time: by subject key (the default), or the most "
+    "recently changed first (`order=newest`).",
     {
         "200": _json("A page.", _ref("Page")),
-        "400": _error("Limit is not an integer, or the cursor is invalid."),
+        "400": _error(
+            "A parameter is invalid: a filter value outside its list, a limit outside "
+            f"1..{listing.MAX_LIMIT}, an unknown order, a time that is not ISO-8601, a cursor "
+            "not made for this order, or a parameter given twice or empty. `error` says which."
+        ),
     },
     parameters=[
         _param("query", "provider", "Only this provider.", enum=list(PROVIDERS)),
-        _param("query", "kind", "Only this kind.", type="string"),
-        _param("query", "status", "Only this status.", type="string"),
-        _param("query", "limit", "Page size, clamped to 1..500.", type="integer", default=50),
-        _param("query", "cursor", "The previous page's `next_cursor`.", type="string"),
+        _param("query", "kind", "Only this kind.", enum=list(KINDS)),
+        _param("query", "status", "Only this status.", enum=list(listing.STATUSES)),
+        _param(
+            "query",
+            "updated_since",
+            "Only verifications changed at or after this time (RFC 3339; without an offset, "
+            "UTC), compared with `updated_at`.",
+            type="string",
+            format="date-time",
+        ),
+        _param(
+            "query",
+            "order",
+            "`key`: by subject key (provider/kind/id). `newest`: by `updated_at`, latest "
+            "first (ties by subject key, descending).",
+            enum=list(listing.ORDERS),
+            default="key",
+        ),
+        _param(
+            "query",
+            "limit",
+            "Page size.",
+            type="integer",
+            minimum=1,
+            maximum=listing.MAX_LIMIT,
+            default=listing.DEFAULT_LIMIT,
+        ),
+        _param(
+            "query",
+            "cursor",
+            "The previous page's `next_cursor`, with the same `order`.",
+            type="string",
+        ),
     ],
 )
 _DB_HEALTH = _object(

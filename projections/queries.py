@@ -8,8 +8,6 @@ list, and never the internal `fold_*` columns (the fold's private bookkeeping).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -20,7 +18,7 @@ from sqlite_utils import Database
 
 Connection = sqlite3.Connection | Database
 
-MAX_LIMIT = 500
+FEED_LIMIT = 500  # rows per feed read at most
 VERIFICATION_FIELDS = (
     "provider", "kind", "id", "status", "final", "decided_by", "attempt", "provider_status",
     "reasons", "version", "updated_at", "cause_event", "cause_offset", "parent_kind", "parent_id",
@@ -33,21 +31,21 @@ EVENT_FIELDS = ("offset", "event_type", "effect", "reason", "version", "received
 DOCUMENT_FIELDS = ("provider", "id", "kyb_id", "status", "final", "version", "updated_at")
 
 
-def _columns(fields: tuple[str, ...]) -> str:
+def columns(fields: tuple[str, ...]) -> str:
     return ", ".join(f'"{name}"' for name in fields)  # "offset" is an SQL keyword
 
 
-def _rows(db: Connection, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+def rows(db: Connection, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
     """Rows as dicts whatever the connection's row factory, with JSON columns decoded."""
     cursor = db.execute(sql, params)
     names = [column[0] for column in cursor.description]
-    rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
-    for row in rows:
+    found = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+    for row in found:
         if "final" in row:
             row["final"] = bool(row["final"])
         if "reasons" in row:
             row["reasons"] = json.loads(row["reasons"])
-    return rows
+    return found
 
 
 @contextmanager
@@ -67,12 +65,12 @@ def subject_key(provider: str, kind: str, id: str) -> str:
 
 def verification(db: Connection, provider: str, kind: str, id: str) -> dict[str, Any] | None:
     """The subject's current projection (`SubjectState.public()`), or None when unknown."""
-    rows = _rows(
+    found = rows(
         db,
-        f"SELECT {_columns(VERIFICATION_FIELDS)} FROM verifications WHERE subject = ?",
+        f"SELECT {columns(VERIFICATION_FIELDS)} FROM verifications WHERE subject = ?",
         (subject_key(provider, kind, id),),
     )
-    return rows[0] if rows else None
+    return found[0] if found else None
 
 
 def history(db: Connection, provider: str, kind: str, id: str) -> dict[str, Any] | None:
@@ -86,88 +84,29 @@ def history(db: Connection, provider: str, kind: str, id: str) -> dict[str, Any]
         current = verification(db, provider, kind, id)
         if current is None:
             return None
-        transitions = _rows(
+        transitions = rows(
             db,
-            f"SELECT {_columns(TRANSITION_FIELDS)} FROM transitions WHERE subject = ? ORDER BY seq",
+            f"SELECT {columns(TRANSITION_FIELDS)} FROM transitions WHERE subject = ? ORDER BY seq",
             (key,),
         )
-        events = _rows(
+        events = rows(
             db,
-            f"SELECT {_columns(EVENT_FIELDS)} FROM subject_events WHERE subject = ? "
+            f"SELECT {columns(EVENT_FIELDS)} FROM subject_events WHERE subject = ? "
             'ORDER BY "offset"',
             (key,),
         )
     return {"verification": current, "transitions": transitions, "events": events}
 
 
-def encode_cursor(key: str) -> str:
-    return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> str:
-    """The subject key inside a cursor; ValueError for anything `encode_cursor` did not make."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        key = base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8")
-    except (UnicodeError, binascii.Error):
-        raise ValueError("invalid cursor") from None
-    # urlsafe_b64decode skips stray characters; a round trip rejects every non-canonical form.
-    if encode_cursor(key) != cursor or key.count("/") < 2:
-        raise ValueError("invalid cursor")
-    return key
-
-
-def clamp_limit(limit: int) -> int:
-    return max(1, min(MAX_LIMIT, limit))
-
-
-def listing(
-    db: Connection,
-    provider: str | None = None,
-    kind: str | None = None,
-    status: str | None = None,
-    limit: int = 50,
-    cursor: str | None = None,
-) -> dict[str, Any]:
-    """One page of verifications in subject-key order, filtered by the given fields.
-
-    Keyset pagination: the cursor is the last key of the previous page, so pages stay
-    consistent while the processor writes (no row is skipped or repeated because rows
-    were added before it, unlike OFFSET). `next_cursor` is None on the last page.
-    """
-    clauses, params = [], []
-    for column, value in (("provider", provider), ("kind", kind), ("status", status)):
-        if value is not None:
-            clauses.append(f"{column} = ?")
-            params.append(value)
-    if cursor is not None:
-        clauses.append("subject > ?")
-        params.append(decode_cursor(cursor))
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    size = clamp_limit(limit)
-    rows = _rows(
-        db,
-        f"SELECT subject, {_columns(VERIFICATION_FIELDS)} FROM verifications {where} "
-        "ORDER BY subject LIMIT ?",
-        (*params, size + 1),  # one extra row tells whether another page exists
-    )
-    more = len(rows) > size
-    items = rows[:size]
-    next_cursor = encode_cursor(items[-1]["subject"]) if more else None
-    for item in items:
-        del item["subject"]
-    return {"items": items, "next_cursor": next_cursor}
-
-
 def feed_after(db: Connection, seq: int, limit: int = 500) -> list[dict[str, Any]]:
     """Status changes with a feed position greater than `seq`, oldest first."""
-    rows = _rows(
+    found = rows(
         db,
-        f"SELECT subject, {_columns(TRANSITION_FIELDS)} FROM transitions WHERE seq > ? "
+        f"SELECT subject, {columns(TRANSITION_FIELDS)} FROM transitions WHERE seq > ? "
         "ORDER BY seq LIMIT ?",
-        (seq, clamp_limit(limit)),
+        (seq, max(1, min(FEED_LIMIT, limit))),
     )
-    return [_split_subject(row) for row in rows]
+    return [_split_subject(row) for row in found]
 
 
 def feed_head(db: Connection) -> int:
@@ -184,9 +123,9 @@ def _split_subject(row: dict[str, Any]) -> dict[str, Any]:
 
 def documents_of(db: Connection, provider: str, kyb_id: str) -> list[dict[str, Any]]:
     """The KYB documents whose parent is the given KYB subject, by document id."""
-    return _rows(
+    return rows(
         db,
-        f"SELECT {_columns(DOCUMENT_FIELDS)} FROM documents WHERE provider = ? AND kyb_id = ? "
+        f"SELECT {columns(DOCUMENT_FIELDS)} FROM documents WHERE provider = ? AND kyb_id = ? "
         "ORDER BY id",
         (provider, kyb_id),
     )

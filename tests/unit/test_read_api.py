@@ -12,7 +12,7 @@ import pytest
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 
-from projections import queries
+from projections import listing, queries
 from projections.api import read_routes
 from projections.schema import open_projections
 from projections.store import ProjectionStore, States
@@ -120,48 +120,73 @@ def test_history_explains_every_delivery_including_the_duplicate(serve: Any) -> 
     serve(scenario)
 
 
-def test_listing_filters_and_clamps_the_limit(serve: Any) -> None:
-    async def ids(client: Client, query: str) -> list[str]:
-        return [item["id"] for item in (await get_json(client, f"/verifications?{query}"))["items"]]
+async def ids(client: Client, query: str) -> list[str]:
+    return [item["id"] for item in (await get_json(client, f"/verifications?{query}"))["items"]]
 
+
+def test_listing_filters_by_provider_kind_status_and_time(serve: Any) -> None:
     async def scenario(client: Client) -> None:
         assert await ids(client, "provider=idwise") == [f"j-{n}" for n in range(5)]
         assert await ids(client, "provider=ondato&kind=kyb") == ["kyb-1"]
-        assert await ids(client, "status=approved&provider=") == [SCAN]
-        assert len(await ids(client, "limit=0")) == 1
-        assert len(await ids(client, "limit=100000")) == SUBJECTS
+        assert await ids(client, "status=approved") == [SCAN]
+        assert len(await ids(client, f"limit={listing.MAX_LIMIT}")) == SUBJECTS
+        assert len(await ids(client, "limit=1")) == 1
         assert "state" not in (await get_json(client, "/verifications"))["items"][0]
+        # j-0 … j-4 were received at seconds 8 … 12; updated_since is inclusive.
+        assert await ids(client, f"updated_since={at(11)}") == ["j-3", "j-4"]
+        assert await ids(client, "updated_since=2026-11-22T12:00:11%2B02:00") == ["j-3", "j-4"]
+        assert await ids(client, "updated_since=2026-11-22T10:00:11.000001") == ["j-4"]
 
     serve(scenario)
 
 
-def test_cursor_pagination_walks_every_row_exactly_once(serve: Any) -> None:
-    seen: list[str] = []
+def test_listing_newest_first_walks_every_row_once_in_update_order(serve: Any) -> None:
+    seen: list[tuple[str, str]] = []
 
     async def scenario(client: Client) -> None:
-        url: str | None = "/verifications?limit=2"
+        everything = (await get_json(client, "/verifications?limit=500"))["items"]
+        expected = sorted(
+            ((v["updated_at"], f"{v['provider']}/{v['kind']}/{v['id']}") for v in everything),
+            reverse=True,
+        )
+        url: str | None = "/verifications?order=newest&limit=2"
         while url is not None:
             page = await get_json(client, url)
-            assert len(page["items"]) <= 2
-            seen.extend(f"{i['provider']}/{i['kind']}/{i['id']}" for i in page["items"])
+            seen.extend(
+                (i["updated_at"], f"{i['provider']}/{i['kind']}/{i['id']}") for i in page["items"]
+            )
             cursor = page["next_cursor"]
-            url = None if cursor is None else f"/verifications?limit=2&cursor={cursor}"
+            url = None if cursor is None else f"/verifications?order=newest&limit=2&cursor={cursor}"
+        assert seen == expected and len(seen) == SUBJECTS
+        newest = await ids(client, "order=newest&provider=idwise&updated_since=" + at(10))
+        assert newest == ["j-4", "j-3", "j-2"]
 
     serve(scenario)
-    assert seen == sorted(set(seen)) and len(seen) == SUBJECTS
 
 
+NEWEST_CURSOR = listing.encode_cursor(
+    {"updated_at": at(1), "subject": f"idenfy/kyc/{SCAN}"}, "newest"
+)
+BAD_LISTINGS = [
+    *("provider=null", "provider=", "provider=IDENFY", "provider=idenfy&provider=ondato"),
+    *("kind=nope", "kind=", "status=nope", "status=APPROVED", "status="),
+    *("limit=abc", "limit=1.5", "limit=0", "limit=-1", f"limit={listing.MAX_LIMIT + 1}"),
+    *("limit=100000", "limit=%EF%BC%95", "limit=", "limit=+5", "limit=%205"),
+    *("order=oldest", "order=", "order=key&order=newest"),
+    *("updated_since=yesterday", "updated_since=", "updated_since=2026-13-01T00:00:00Z"),
+    *("cursor=!!!", "cursor=Zm9v", "cursor=%C3%A9", "cursor=", f"cursor={NEWEST_CURSOR}"),
+    f"order=newest&cursor={listing.encode_cursor({'subject': 'idenfy/kyc/x'}, 'key')}",
+]
 BAD_INPUT = [
-    *(f"/verifications?{q}" for q in ("limit=abc", "limit=1.5", "cursor=!!!", "cursor=Zm9v")),
-    "/verifications?cursor=%C3%A9",
+    *(f"/verifications?{query}" for query in BAD_LISTINGS),
     *(f"/feed?after={value}" for value in ("abc", "-1", "1e3", "%C3%A9", "9" * 19)),
 ]
 
 
 @pytest.mark.parametrize("url", BAD_INPUT)
-def test_bad_limit_cursor_or_resume_position_is_400(serve: Any, url: str) -> None:
+def test_bad_filter_limit_order_time_cursor_or_resume_position_is_400(serve: Any, url: str) -> None:
     async def scenario(client: Client) -> None:
-        assert "error" in await get_json(client, url, 400)
+        assert (await get_json(client, url, 400))["error"]
         if url.startswith("/feed"):
             value = url.split("=", 1)[1]
             await get_json(client, "/feed", 400, headers={"Last-Event-ID": value})
@@ -286,6 +311,25 @@ def test_a_configured_token_guards_every_read_route_but_healthz(serve: Any) -> N
     serve(scenario, api_token=TOKEN)
 
 
+def test_the_token_is_compared_exactly_and_one_authorization_header_only(serve: Any) -> None:
+    token = "dG9rZW4="  # base64 of "token": "dG9rZW5=" differs only in padding bits
+
+    async def status(client: Client, *values: str) -> tuple[int, str]:
+        headers = [("Authorization", value) for value in values]
+        async with client.get("/verifications", headers=headers) as response:
+            return response.status, (await response.json()).get("error", "")
+
+    async def scenario(client: Client) -> None:
+        assert (await status(client, f"Bearer {token}"))[0] == 200
+        assert (await status(client, f"bearer   {token} "))[0] == 200  # 1*SP, then OWS
+        for wrong in ("dG9rZW5=", "dG9rZW4", "dG9rZW4==", "dG9rZW4=\u00a0", "\u2003dG9rZW4="):
+            assert await status(client, f"Bearer {wrong}") == (401, "invalid token"), wrong
+        for pair in ((f"Bearer {token}", "Bearer wrong"), (f"Bearer {token}",) * 2):
+            assert await status(client, *pair) == (401, "repeated Authorization header")
+
+    serve(scenario, api_token=token)
+
+
 def test_metrics_are_prometheus_text(serve: Any) -> None:
     async def scenario(client: Client) -> None:
         async with client.get("/metrics") as response:
@@ -304,6 +348,7 @@ def test_a_missing_database_is_503_until_it_appears(tmp_path: Path, serve: Any) 
         assert health["db"]["readable"] is False and "does not exist" in health["db"]["reason"]
         for url in [*READ_URLS[:3], "/feed"]:
             assert "reason" in await get_json(client, url, 503)
+        assert "provider" in (await get_json(client, "/verifications?provider=x", 400))["error"]
         append(path, WEBHOOKS[:2], 1)
         assert (await get_json(client, "/healthz"))["db"] == {"readable": True, "feed_head": 2}
         await get_json(client, f"/verifications/idenfy/kyc/{SCAN}")
