@@ -63,10 +63,10 @@ def test_diagram_shows_every_trigger_of_the_table() -> None:
     assert "decided --> pending" not in text
 
 
-def test_diagram_check_detects_a_stale_readme(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    readme = tmp_path / "README.md"
+def test_diagram_check_detects_a_stale_page(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    readme = tmp_path / "order-independence.md"
     readme.write_text(f"intro\n{diagrams.BEGIN}\nold\n{diagrams.END}\ntail\n")
-    monkeypatch.setattr(diagrams, "README", readme)
+    monkeypatch.setattr(diagrams, "PAGE", readme)
     assert diagrams.main(["--check"]) == 1
     assert diagrams.main([]) == 0
     assert diagrams.main(["--check"]) == 0
