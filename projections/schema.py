@@ -8,11 +8,13 @@ event id); `subject_events` lists every raw delivery that reached a subject and 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 from collections.abc import Iterator
+from pathlib import Path
 
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
+
+from projections.locking import migrating
 
 migrations = Migrations("kycflow.projections")
 PROJECTION_TABLES = ("verifications", "transitions", "subject_events", "documents", "quarantine")
@@ -90,12 +92,10 @@ def _migration_lock(path: str) -> Iterator[None]:
     if path == ":memory:":
         yield
         return
-    with open(f"{path}.migrate-lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with migrating(path):
+        # Left behind by versions that kept a lock file of their own for this.
+        Path(f"{path}.migrate-lock").unlink(missing_ok=True)
+        yield
 
 
 @migrations()
