@@ -22,6 +22,7 @@ def state_to_dict(state: SubjectState) -> dict[str, Any]:
     data["reasons"] = list(state.reasons)
     data["winner"] = list(state.winner) if state.winner else None
     data["attempt_keys"] = list(state.attempt_keys)
+    data["references"] = list(state.references)
     return data
 
 
@@ -43,6 +44,8 @@ def state_from_dict(data: dict[str, Any]) -> SubjectState:
         winner=tuple(int(x) for x in winner) if winner else None,  # type: ignore[arg-type]
         attempt_keys=tuple(int(x) for x in data.get("attempt_keys", ())),
         seen=base64.b64decode(data.get("seen", "")),
+        reference=data.get("reference"),
+        references=tuple(data.get("references", ())),
     )
 
 

@@ -69,6 +69,10 @@ class CanonicalEvent(NamedTuple):
     parent: Subject | None = None  # a kyb_document's KYB
     note: str | None = None  # why a history-only event carries no status
     recognised: bool = True  # False: an event type we do not know yet (kept in history)
+    # The integrator's own ids for the subject (iDenfy clientId, Ondato externalReferenceId,
+    # IDWise referenceNo): `reference` is the primary one, `references` every one it carries.
+    reference: str | None = None
+    references: tuple[str, ...] = ()
 
 
 class Unrecognised(NamedTuple):
@@ -86,6 +90,22 @@ Normalised = CanonicalEvent | Unrecognised
 
 def unrecognised(env: RawEnvelope, reason: str, event_type: str | None = None) -> Unrecognised:
     return Unrecognised(env.provider, reason, env.offset, env.dedup_key, event_type)
+
+
+MAX_REFERENCE = 200  # longer values are not ids an integrator looks up; they are not kept
+
+
+def with_references(normalised: Normalised, primary: str | None, *others: str | None) -> Normalised:
+    """The event with the integrator's references the body carries (primary first)."""
+    if not isinstance(normalised, CanonicalEvent):
+        return normalised
+    found = tuple(
+        dict.fromkeys(ref for ref in (primary, *others) if ref and len(ref) <= MAX_REFERENCE)
+    )
+    if not found:
+        return normalised
+    kept = primary if primary and len(primary) <= MAX_REFERENCE else None
+    return normalised._replace(reference=kept, references=found)
 
 
 def event(

@@ -8,7 +8,7 @@ last-resort tiebreak between events the provider's data does not order (two manu
 decisions of one iDenfy attempt, IDWise events of one lifecycle step); everything else
 in the key comes from the providers. Counters are set functions too: `version` counts
 distinct events, `attempt` counts distinct attempt keys, `updated_at` is the latest
-receive time.
+receive time, and the integrator's `reference` is the smallest one any event carried.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from statemachines.events import CanonicalEvent, Subject
 from statemachines.machines import lifecycle
 
 Key = tuple[int, int, int, int, int, int]
+MAX_REFERENCES = 8  # bounds the state whatever a provider sends
 # What a winning event asserts: status, final, decided_by, attempt, provider status, reasons.
 Claim = tuple[str, bool, str | None, int, str | None, tuple[str, ...]]
 
@@ -43,6 +44,10 @@ class SubjectState(NamedTuple):
     winner: Key | None = None  # precedence key of the event that set the status
     attempt_keys: tuple[int, ...] = ()  # distinct attempt keys of status-bearing events
     seen: bytes = b""  # 8-byte digests of the dedup keys folded in (compact dedup set)
+    # The integrator's ids, set functions of the events like everything above: the smallest
+    # primary reference any event carried, and the smallest MAX_REFERENCES of all of them.
+    reference: str | None = None
+    references: tuple[str, ...] = ()
 
     def public(self) -> dict[str, Any]:
         """The projection as plain JSON-safe data (API, status topic, verifications row)."""
@@ -215,7 +220,17 @@ def _next(
         winner,
         attempt_keys,
         state.seen + digest,
+        *_references(state, event),
     )
+
+
+def _references(state: SubjectState, event: CanonicalEvent) -> tuple[str | None, tuple[str, ...]]:
+    """Minimum and bounded sorted union: order- and duplicate-free, so replay reproduces them."""
+    if not event.references:
+        return state.reference, state.references
+    primaries = [ref for ref in (state.reference, event.reference) if ref is not None]
+    merged = sorted(set(state.references).union(event.references))[:MAX_REFERENCES]
+    return min(primaries, default=None), tuple(merged)
 
 
 def _attempt_key(state: SubjectState, event: CanonicalEvent) -> int:
