@@ -7,6 +7,7 @@ few fields they use, through these helpers, so a surprise becomes a reasoned
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -71,6 +72,16 @@ def integer(obj: Any, *path: str, ci: bool = False) -> int | None:
     if kind is str and value.strip().lstrip("-").isdigit():
         return int(value.strip())
     return None
+
+
+def epoch_seconds(obj: Any, *path: str) -> int | None:
+    """Whole epoch seconds at path, from an integer or a float (iDenfy's 2019 examples sent
+    `1554726960.324056`): the fraction is dropped, so a float and an integer timestamp of
+    the same second name the same attempt."""
+    value = dig(obj, *path)
+    if type(value) is float and math.isfinite(value):
+        return math.floor(value)
+    return integer(obj, *path)
 
 
 def strings(obj: Any, *path: str, ci: bool = False) -> tuple[str, ...]:

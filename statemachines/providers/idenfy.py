@@ -1,15 +1,22 @@
 """iDenfy: the event type is only in the `Idenfy-Event-Type` header (providers.md §1.2).
 
-KYC attempts are told apart by `startTime` (design.md §4c); a preliminary AUTO_FINISHED
-(`final: false`) means in_review whatever its `overall`; EXPIRED vs CANCELLED is decided by
-the header. KYB: the company is `id` in SUBMIT/REVIEW/EXPIRATION but `companyId` in
-INFO_REQUEST/DELETE/AML_REVIEW (where `id` is the reviewed person's). iDenfy's other
-services (AML monitoring, document expiry, facial authentication, …) are in `idenfy_services`.
+The signature covers the body only, never that header, so the outcome follows what the
+signed bytes say: the header may only choose among the readings the body supports
+(expired vs canceled for a final body without a decision; auto vs manual for a decision
+whose body cannot tell), and the delivery is keyed by the body alone (`keys.idenfy_key`),
+so the same signed body under another header is a duplicate.
+
+KYC attempts are told apart by `startTime` (design.md §4c). Legacy result callbacks
+(2018-2021, header `IDENTIFICATION` or none) carry no `final`: see `_final`. KYB: the
+company is `id` in SUBMIT/REVIEW/EXPIRATION but `companyId` in INFO_REQUEST/DELETE/
+AML_REVIEW (where `id` is the reviewed person's). iDenfy's other services (AML monitoring,
+document expiry, facial authentication, …) are in `idenfy_services`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from statemachines.envelope import RawEnvelope
@@ -23,16 +30,28 @@ from statemachines.events import (
     event,
     history,
     unrecognised,
+    with_references,
 )
+from statemachines.keys import idenfy_key
 from statemachines.machines import lifecycle
-from statemachines.payload import integer, parse_object, strings, text, utc_ticks
+from statemachines.payload import dig, epoch_seconds, parse_object, strings, text, utc_ticks
 from statemachines.providers import idenfy_services as services
 
 JsonObject = dict[str, Any]
 Handler = Callable[[RawEnvelope, str, JsonObject], Normalised]
 
 DECISIONS = {"APPROVED": "approved", "DENIED": "rejected", "SUSPECTED": "suspected"}
-EXPIRED_OVERALL = {"EXPIRED", "EXPIRED-DELETED", "DELETED"}
+EXPIRED_OVERALL = {"EXPIRED", "EXPIRED-DELETED"}  # the token expired unused
+# The verification was archived or its data deleted: says nothing about its outcome.
+RECORD_OVERALL = {"ARCHIVED": "verification archived", "DELETED": "verification data deleted"}
+UNDECIDED_OVERALL = {"REVIEWING", "ACTIVE"}
+ENDINGS = {"IDENTIFICATION_EXPIRED": "expired", "IDENTIFICATION_CANCELLED": "canceled"}
+# What a header claims about who decided, when the body cannot tell (see `_decider`).
+DECIDER = {
+    "IDENTIFICATION_AUTO_FINISHED": "auto",
+    "IDENTIFICATION_RESUBMITTED": "auto",
+    "IDENTIFICATION_MANUAL_FINISHED": "manual",
+}
 KYC_EVENTS = (
     "IDENTIFICATION",
     "IDENTIFICATION_AUTO_FINISHED",
@@ -44,16 +63,31 @@ KYC_EVENTS = (
 
 
 def normalise(env: RawEnvelope) -> Normalised:
+    # Keyed by the signed bytes whatever key the log holds (logs written before the key
+    # left out the header): a body re-sent under another header folds as a duplicate.
+    env = replace(env, dedup_key=idenfy_key(env.body_sha256))
     doc = parse_object(env.body)
     header = (env.header("idenfy-event-type") or "").strip().upper()
     if isinstance(doc, str):
         return unrecognised(env, doc, header or None)
+    return with_references(_read(env, header, doc), text(doc, "clientId"), text(doc, "externalRef"))
+
+
+def _read(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
+    result = _is_result(doc)
     if not header:
-        # Pre-header legacy callbacks: a result body without the header is IDENTIFICATION.
-        if text(doc, "scanRef") and isinstance(doc.get("status"), dict):
+        # Pre-header legacy callbacks: a result body is IDENTIFICATION, a video call's
+        # (2020-08: `videoCallAnswers`, boolean `status`) VIDEO_CALL_FINISHED.
+        if result:
             return _kyc(env, "IDENTIFICATION", doc)
+        if text(doc, "scanRef") and "videoCallAnswers" in doc:
+            return services.video_call(env, "VIDEO_CALL_FINISHED", doc)
         return unrecognised(env, "missing Idenfy-Event-Type header")
     handler = HANDLERS.get(header)
+    if handler is not None and (header in KYC_EVENTS) != result:
+        # The header is not signed: it cannot make a result of another body, nor another
+        # kind of webhook (an account check, a company, …) of a signed result.
+        return unrecognised(env, f"{header} is not the kind of webhook this body is", header)
     if handler is not None:
         return handler(env, header, doc)
     scan_ref = text(doc, "scanRef")
@@ -63,6 +97,11 @@ def normalise(env: RawEnvelope) -> Normalised:
 
 
 # --- KYC -----------------------------------------------------------------------------
+def _is_result(doc: JsonObject) -> bool:
+    """An identification result (IdentificationWebhook): scanRef and a `status` object."""
+    return bool(text(doc, "scanRef")) and isinstance(doc.get("status"), dict)
+
+
 def _kyc(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
     scan_ref = text(doc, "scanRef")
     if scan_ref is None:
@@ -75,51 +114,88 @@ def _kyc(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
         + strings(status, "mismatchTags")
         + strings(status, "suspicionReasons"),  # legacy name of fraudTags
     }
-    attempt = integer(doc, "startTime") or 0
-    time = integer(doc, "finishTime") or 0
-    final = doc.get("final") is True
+    order = Order(
+        klass=0,
+        time=epoch_seconds(doc, "finishTime") or 0,
+        attempt=epoch_seconds(doc, "startTime") or 0,
+    )
 
     def emit(status: str, klass: int, decided_by: str | None, is_final: bool) -> Normalised:
-        order = Order(klass=klass, time=time, attempt=attempt)
         return event(
             env,
             "kyc",
             scan_ref,
             header,
             status,
-            order,
+            order._replace(klass=klass),
             final=is_final,
             decided_by=decided_by,
             **facts,
         )
 
-    if header == "IDENTIFICATION_EXPIRED":
-        return emit("expired", TERMINAL, None, True)
-    if header == "IDENTIFICATION_CANCELLED":
-        return emit("canceled", TERMINAL, None, True)
-    if not final:
-        return emit("in_review", PRELIMINARY, None, False)
-    manual = header == "IDENTIFICATION_MANUAL_FINISHED" or (
-        header == "IDENTIFICATION" and _reviewed_by_hand(doc)
-    )
-    if overall in DECISIONS:
-        if manual:
-            return emit(DECISIONS[overall], MANUAL_DECISION, "manual", True)
-        return emit(DECISIONS[overall], AUTO_DECISION, "auto", True)
+    final = _final(doc)
+    ending = ENDINGS.get(header)
+    if ending is not None and final:  # a body still awaiting its manual result cannot end
+        return emit(ending, TERMINAL, None, True)
     if overall in EXPIRED_OVERALL:
         return emit("expired", TERMINAL, None, True)
-    if overall in {"REVIEWING", "ACTIVE"}:  # final but undecided: still under review
+    if overall in RECORD_OVERALL:
+        note = RECORD_OVERALL[overall]
+        return history(env, "kyc", scan_ref, header, note, provider_status=overall)
+    if not final or overall in UNDECIDED_OVERALL:
         return emit("in_review", PRELIMINARY, None, False)
-    return unrecognised(env, f"{header} with final result but overall {overall!r}", header)
+    if overall not in DECISIONS:
+        return unrecognised(env, f"{header} with final result but overall {overall!r}", header)
+    decided_by = _decider(doc, header)
+    klass = MANUAL_DECISION if decided_by == "manual" else AUTO_DECISION
+    return emit(DECISIONS[overall], klass, decided_by, True)
 
 
-def _reviewed_by_hand(doc: JsonObject) -> bool:
-    """Legacy IDENTIFICATION: a manual result fills manualDocument / manualFace."""
-    for field in ("manualDocument", "manualFace"):
-        value = text(doc, "status", field)
-        if value and not value.endswith("NOT_CHECKED"):
-            return True
-    return False
+def _final(doc: JsonObject) -> bool:
+    """`final` as sent; bodies without it (2018-2021) by what the docs of their era say.
+
+    Until 2020-08 iDenfy sent two consecutive callbacks, the automatic one with every
+    `manual*` field null and then the manual one; from 2020-08 one callback whose `overall`
+    is final, with the final analysis in `manualDocument`/`manualFace`. So a body whose
+    final analysis is filled is final in either era; one without it is the automatic
+    callback a manual one follows.
+    """
+    final = doc.get("final")
+    if isinstance(final, bool):
+        return final
+    return any(_analysis(doc, "manual"))
+
+
+def _analysis(doc: JsonObject, who: str) -> tuple[str | None, str | None]:
+    """(document, face) analysis results; NOT_CHECKED counts as none."""
+    return (
+        _checked(text(doc, "status", f"{who}Document")),
+        _checked(text(doc, "status", f"{who}Face")),
+    )
+
+
+def _checked(result: str | None) -> str | None:
+    return None if result is None or result.endswith("NOT_CHECKED") else result
+
+
+def _decider(doc: JsonObject, header: str) -> str | None:
+    """Who decided, from the body; the header only where the body cannot tell.
+
+    iDenfy documents `manualDocument`/`manualFace` as the final analysis "made by an
+    automatic system and human", so a filled one alone proves nothing. A human decided
+    when `data.manuallyDataChanged` is true ("applicable only when a human reviews") or
+    the final analysis differs from the automatic one; nobody but the automatic system
+    when the final analysis is empty. Otherwise the header's claim is one the body
+    supports; the legacy IDENTIFICATION header makes none (decided_by stays null).
+    """
+    manual, auto = _analysis(doc, "manual"), _analysis(doc, "auto")
+    if dig(doc, "data", "manuallyDataChanged") is True:
+        return "manual"
+    if manual == (None, None):
+        return "auto"
+    if any(m is not None and m != a for m, a in zip(manual, auto, strict=True)):
+        return "manual"
+    return DECIDER.get(header)
 
 
 # --- KYB (company) ---------------------------------------------------------------------

@@ -37,19 +37,16 @@ def small(
     return event(env, kind, subject_id, header, status, order, **facts)
 
 
+V3_STATUSES = {"ACTIVE": "active", "STOPPED": "stopped", "PENDING": "pending", "ALERT": "alert"}
+# iDenfy's AML migration guide: v2 alertStatus ACCEPTED/ALERT/DECLINED/PENDING is v3 status
+# ACTIVE/ALERT/STOPPED/PENDING.
+V2_STATUSES = {"ACCEPTED": "active", "ALERT": "alert", "DECLINED": "stopped", "PENDING": "pending"}
+
+
 def aml_monitoring(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
     current = (text(doc, "status") or "").upper()  # v3
-    legacy = (text(doc, "alertStatus") or "").upper()  # v2, deprecated
-    status = {"ACTIVE": "active", "STOPPED": "stopped", "PENDING": "pending", "ALERT": "alert"}.get(
-        current
-    )
-    if status is None:
-        status = {
-            "ALERT": "alert",
-            "PENDING": "pending",
-            "ACCEPTED": "active",
-            "DECLINED": "active",
-        }.get(legacy)
+    legacy = (text(doc, "alertStatus") or "").upper()  # v2; both are sent
+    status = V3_STATUSES.get(current) or V2_STATUSES.get(legacy)
     reasons = tuple(
         f"{name}:{value}"
         for name in ("pepsStatus", "sanctionsStatus", "adverseMediaStatus")

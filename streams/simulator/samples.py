@@ -47,55 +47,63 @@ def idenfy_identification(
     event_type: str = "IDENTIFICATION_AUTO_FINISHED",
     scan_ref: str = "3af0b5c2-6ac8-11ee-b962-0242ac120002",
     *,
-    final: bool = True,
+    final: bool | None = True,
     overall: str = "APPROVED",
-    start: int = 1_700_000_000,
-    finish: int = 1_700_000_060,
+    start: int | float = 1_700_000_000,
+    finish: int | float = 1_700_000_060,
     fraud_tags: tuple[str, ...] = (),
     mismatch_tags: tuple[str, ...] = (),
-    manual: bool = False,
+    manual: bool | None = None,
+    client_id: str = "client-42",
+    external_ref: str | None = None,
 ) -> Webhook:
-    """IdentificationWebhook: the KYC result body (no event-name field; see the header)."""
-    return idenfy(
-        event_type,
-        {
-            "final": final,
-            "platform": "PC",
-            "status": {
-                "overall": overall,
-                "fraudTags": list(fraud_tags),
-                "mismatchTags": list(mismatch_tags),
-                "autoFace": "FACE_MATCH",
-                "manualFace": "FACE_MATCH" if manual else None,
-                "autoDocument": "DOC_VALIDATED",
-                "manualDocument": "DOC_VALIDATED" if manual else None,
-                "additionalSteps": None,
-            },
-            "data": {
-                "docFirstName": "JOHN",
-                "docLastName": "DOE",
-                "docNumber": "AB123456",
-                "docDob": "1990-01-01",
-                "docType": "ID_CARD",
-                "docSex": "MALE",
-                "docNationality": "LT",
-                "docIssuingCountry": "LT",
-            },
-            "fileUrls": {"FRONT": "https://s3.eu-west-1.amazonaws.com/x/front.png?Expires=1"},
-            "AML": [],
-            "LID": [],
-            "scanRef": scan_ref,
-            "externalRef": None,
-            "clientId": "client-42",
-            "companyId": None,
-            "beneficiaryId": None,
-            "startTime": start,
-            "finishTime": finish,
-            "clientIp": "192.0.2.10",
-            "clientIpCountry": "LT",
-            "clientLocation": "Vilnius",
+    """IdentificationWebhook: the KYC result body (no event-name field; see the header).
+
+    `final=None` leaves the key out, as legacy callbacks (2018-2021) did. `manual` fills the
+    final analysis (`manualDocument`/`manualFace`); by default a manual result has one.
+    """
+    analysed = event_type.upper() == "IDENTIFICATION_MANUAL_FINISHED" if manual is None else manual
+    doc: dict[str, Any] = {
+        "final": final,
+        "platform": "PC",
+        "status": {
+            "overall": overall,
+            "fraudTags": list(fraud_tags),
+            "mismatchTags": list(mismatch_tags),
+            "autoFace": "FACE_MATCH",
+            "manualFace": "FACE_MATCH" if analysed else None,
+            "autoDocument": "DOC_VALIDATED",
+            "manualDocument": "DOC_VALIDATED" if analysed else None,
+            "additionalSteps": None,
         },
-    )
+        "data": {
+            "docFirstName": "JOHN",
+            "docLastName": "DOE",
+            "docNumber": "AB123456",
+            "docDob": "1990-01-01",
+            "docType": "ID_CARD",
+            "docSex": "MALE",
+            "docNationality": "LT",
+            "docIssuingCountry": "LT",
+            "manuallyDataChanged": False,
+        },
+        "fileUrls": {"FRONT": "https://s3.eu-west-1.amazonaws.com/x/front.png?Expires=1"},
+        "AML": [],
+        "LID": [],
+        "scanRef": scan_ref,
+        "externalRef": external_ref,
+        "clientId": client_id,
+        "companyId": None,
+        "beneficiaryId": None,
+        "startTime": start,
+        "finishTime": finish,
+        "clientIp": "192.0.2.10",
+        "clientIpCountry": "LT",
+        "clientLocation": "Vilnius",
+    }
+    if final is None:
+        del doc["final"]
+    return idenfy(event_type, doc)
 
 
 def idenfy_company(event_type: str, **fields: Any) -> Webhook:
@@ -110,26 +118,37 @@ def ondato(
     webhook_id: str,
     created: str = "2026-11-22T10:00:00.1234567Z",
     pascal: bool = False,
+    delivered: str | None = None,
 ) -> Webhook:
-    envelope = {
+    """The webhook envelope; `pascal` spells its keys as Ondato's early-2023 examples did,
+    `delivered` adds the delivery fields its later documentation shows."""
+    envelope: dict[str, Any] = {
         "id": webhook_id,
         "applicationId": "app-1",
         "createdUtc": created,
         "payload": payload,
         "type": event_type,
     }
+    if delivered is not None:
+        envelope |= {"deliveredUtc": delivered, "isDelivered": True}
     if pascal:
         envelope = {key[0].upper() + key[1:]: value for key, value in envelope.items()}
     return ("ondato", {"Content-Type": "application/json"}, _json(envelope))
 
 
-def ondato_idv(status: str, idv: str = "idv-1", **kw: Any) -> Webhook:
+def ondato_idv(
+    status: str, idv: str = "idv-1", *, external_ref: str | None = None, **kw: Any
+) -> Webhook:
+    """IdentityVerification.StatusChanged; the payload is the IDV resource, which carries
+    the integrator's `externalReferenceId` when one was given."""
     payload = {
         "id": idv,
         "applicationId": "app-1",
         "status": status,
         "createdUtc": "2026-11-22T09:59:00.77Z",
     }
+    if external_ref is not None:
+        payload["externalReferenceId"] = external_ref
     return ondato("IdentityVerification.StatusChanged", payload, **kw)
 
 

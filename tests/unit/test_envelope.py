@@ -85,10 +85,22 @@ class TestDedupKeys:
         retry = json.dumps(json.loads(first[2]), indent=1).encode()
         assert deliver(first).dedup_key == receive("idwise", retry).dedup_key
 
-    def test_idwise_legacy_body_without_event_id_falls_back_to_the_body_hash(self) -> None:
+    def test_idwise_legacy_body_without_event_id_is_keyed_by_its_content(self) -> None:
         body = b'{"event": "Finished Journey", "body": {"journeyId": "j-1"}}'
+        canonical = b'{"body":{"journeyId":"j-1"},"event":"Finished Journey"}'
         envelope = receive("idwise", body)
-        assert envelope.dedup_key == f"idwise:sha256:{envelope.body_sha256}"
+        assert envelope.dedup_key == f"idwise:content:{hashlib.sha256(canonical).hexdigest()}"
+
+    def test_idwise_legacy_body_reserialised_has_the_same_key(self) -> None:
+        body = b'{"event": "Finished Journey", "body": {"journeyId": "j-1", "referenceNo": "r"}}'
+        again = b'{"body":{"referenceNo":"r","journeyId":"j-1"},\n "event":"Finished Journey"}'
+        assert receive("idwise", body).dedup_key == receive("idwise", again).dedup_key
+
+    @pytest.mark.parametrize("depth", [150, 100_000])
+    def test_idwise_deeply_nested_body_still_gets_a_key(self, depth: int) -> None:
+        body = b'{"event": "x", "body": ' + b"[" * depth + b"]" * depth + b"}"
+        key = receive("idwise", body).dedup_key
+        assert key.startswith(("idwise:content:", "idwise:sha256:")), key
 
     @pytest.mark.parametrize("pascal", [False, True])
     def test_ondato_key_is_the_webhook_id_in_any_casing(self, pascal: bool) -> None:
@@ -100,22 +112,22 @@ class TestDedupKeys:
         again = ondato_kyc("Approved", webhook_id="wh-77", created="2026-11-22T10:00:00.0Z")
         assert deliver(first).dedup_key == deliver(again).dedup_key
 
-    def test_idenfy_key_is_the_event_type_and_body_hash(self) -> None:
+    def test_idenfy_key_is_the_hash_of_the_signed_body(self) -> None:
         envelope = deliver(idenfy_identification("identification_auto_finished"))
-        expected = f"idenfy:IDENTIFICATION_AUTO_FINISHED:{envelope.body_sha256}"
-        assert envelope.dedup_key == expected
+        assert envelope.dedup_key == f"idenfy:sha256:{envelope.body_sha256}"
 
-    def test_idenfy_same_body_under_another_event_type_is_another_delivery(self) -> None:
+    def test_idenfy_same_body_under_another_event_type_is_the_same_delivery(self) -> None:
+        # The signature covers the body, not the Idenfy-Event-Type header (issue 10 §2).
         auto = deliver(idenfy_identification("IDENTIFICATION_AUTO_FINISHED"))
         legacy = deliver(idenfy_identification("IDENTIFICATION"))
         assert auto.body == legacy.body
-        assert auto.dedup_key != legacy.dedup_key
+        assert auto.dedup_key == legacy.dedup_key
 
     @pytest.mark.parametrize("body", [b"", b"[]"], ids=["empty body", "json array"])
-    def test_idenfy_unreadable_bodies_of_other_event_types_differ(self, body: bytes) -> None:
+    def test_idenfy_unreadable_body_is_keyed_by_its_bytes_alone(self, body: bytes) -> None:
         face = receive("idenfy", body, {"Idenfy-Event-Type": "FACIAL_AUTHENTICATION"})
         age = receive("idenfy", body, {"Idenfy-Event-Type": "AGE_ESTIMATION"})
-        assert face.dedup_key != age.dedup_key
+        assert face.dedup_key == age.dedup_key == f"idenfy:sha256:{face.body_sha256}"
 
     @pytest.mark.parametrize("provider", ["idenfy", "ondato", "idwise"])
     def test_unreadable_body_still_gets_a_key(self, provider: str) -> None:

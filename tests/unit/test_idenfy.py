@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import itertools
+import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from statemachines import normalise, replay
 from statemachines.providers import idenfy
+from tests import payloads
 from tests.payloads import Webhook, deliver, idenfy_company, idenfy_identification
 from tests.unit.folding import (
     Expected,
@@ -25,6 +28,7 @@ ATTEMPT_2 = {"start": 1_700_100_000, "finish": 1_700_100_090}
 MANAGER = {"id": 7, "email": "reviewer@example.com", "name": "Ann", "surname": "Lee"}
 MANUAL = "IDENTIFICATION_MANUAL_FINISHED"
 RESUBMITTED = "IDENTIFICATION_RESUBMITTED"
+CANCELLED = "IDENTIFICATION_CANCELLED"
 
 
 def kyc(status: str | None, final: bool, decided_by: str | None) -> Expected:
@@ -79,10 +83,11 @@ class TestKycRowsOfTheMappingTable:
         [
             (False, False, kyc("in_review", False, None)),
             (True, False, kyc("approved", True, "auto")),
-            (True, True, kyc("approved", True, "manual")),
+            # A filled final analysis is "made by an automatic system and human": no claim.
+            (True, True, kyc("approved", True, None)),
         ],
     )
-    def test_legacy_identification_maps_like_auto_or_manual(
+    def test_legacy_identification_maps_by_final_and_what_the_body_proves(
         self, final: bool, manual: bool, expected: Expected
     ) -> None:
         assert_maps(idenfy_identification("IDENTIFICATION", final=final, manual=manual), expected)
@@ -229,11 +234,13 @@ class TestDecisionsWhereTheDocumentsAreSilent:
         assert canonical(idenfy_identification(header, overall=overall)).status == status
 
     def test_legacy_callback_without_header_is_an_identification(self) -> None:
-        _, headers, body = idenfy_identification(final=True, overall="DENIED")
+        # Header-less callbacks predate `final` (2018-2021): this one is the single final
+        # callback of the 2020-08 docs, its final analysis filled.
+        _, headers, body = idenfy_identification(final=None, overall="DENIED", manual=True)
         del headers["Idenfy-Event-Type"]
         event = canonical(("idenfy", headers, body))
-        got = (event.event_type, event.status, event.decided_by)
-        assert got == ("IDENTIFICATION", "rejected", "auto")
+        got = (event.event_type, event.status, event.final, event.decided_by)
+        assert got == ("IDENTIFICATION", "rejected", True, None)
 
     def test_callback_without_header_and_without_result_is_quarantined(self) -> None:
         webhook = ("idenfy", {"Content-Type": "application/json"}, b'{"clientId": "c"}')
@@ -370,3 +377,232 @@ class TestBadInputIsQuarantinedNeverRaised:
 
     def test_unknown_event_type_without_scan_ref(self) -> None:
         assert_quarantined(normalise(deliver(idenfy_company("SOMETHING_NEW", id="x"))))
+
+
+def legacy(**changes: Any) -> Webhook:
+    """A result callback as iDenfy's docs showed it 2018-2021: header IDENTIFICATION (or
+    none), no `final` key."""
+    return idenfy_identification("IDENTIFICATION", **{"final": None, **changes})
+
+
+def with_data(webhook: Webhook, path: tuple[str, ...], value: Any) -> Webhook:
+    """The webhook with one body field set (re-serialised: a different body)."""
+    provider, headers, body = webhook
+    doc = json.loads(body)
+    target = doc
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return provider, headers, json.dumps(doc).encode()
+
+
+def reheader(webhook: Webhook, header: str) -> Webhook:
+    """The same signed bytes sent again under another (unsigned) event-type header."""
+    provider, headers, body = webhook
+    return provider, {**headers, "Idenfy-Event-Type": header}, body
+
+
+class TestLegacyCallbacksWithoutFinal:
+    """Finality of bodies without `final`, by what iDenfy's docs said in their era."""
+
+    def test_automatic_callback_of_the_two_callback_era_awaits_the_manual_one(self) -> None:
+        # 2018-12 .. 2020-08: "two consecutive callbacks", the automatic one manual* null.
+        assert_maps(legacy(manual=False), kyc("in_review", False, None))
+
+    def test_single_callback_from_2020_08_is_final(self) -> None:
+        # 2020-08 on: "one callback per identification", final status in `overall`.
+        assert_maps(legacy(manual=True, overall="DENIED"), kyc("rejected", True, None))
+
+    def test_the_two_callbacks_give_the_final_result_in_either_order(self) -> None:
+        automatic, manual = legacy(manual=False), legacy(manual=True, overall="DENIED")
+        for order in ((automatic, manual), (manual, automatic)):
+            state = fold_all(*order)
+            assert (state.status, state.final, state.version) == ("rejected", True, 2)
+
+    def test_manually_changed_data_proves_a_human_decided(self) -> None:
+        webhook = with_data(legacy(manual=True), ("data", "manuallyDataChanged"), True)
+        assert_maps(webhook, kyc("approved", True, "manual"))
+
+    def test_final_analysis_that_differs_from_the_automatic_one_is_manual(self) -> None:
+        webhook = with_data(legacy(manual=True), ("status", "autoFace"), "FACE_UNCERTAIN")
+        assert_maps(webhook, kyc("approved", True, "manual"))
+
+    def test_not_checked_final_analysis_counts_as_none(self) -> None:
+        webhook = with_data(legacy(manual=False), ("status", "manualFace"), "FACE_NOT_CHECKED")
+        assert canonical(webhook).status == "in_review"
+
+    @pytest.mark.parametrize("overall", ["EXPIRED", "EXPIRED-DELETED"])
+    def test_an_unused_expired_token_is_expired_without_final(self, overall: str) -> None:
+        assert_maps(legacy(manual=False, overall=overall), kyc("expired", True, None))
+
+    @pytest.mark.parametrize("overall", ["ARCHIVED", "DELETED"])
+    def test_archived_or_deleted_is_history_never_a_decision(self, overall: str) -> None:
+        event = canonical(idenfy_identification(final=True, overall=overall))
+        assert (event.status, event.recognised, event.provider_status) == (None, True, overall)
+        decided = idenfy_identification(final=True, overall="APPROVED")
+        record = idenfy_identification(final=True, overall=overall, finish=1_700_009_000)
+        for order in ((decided, record), (record, decided)):
+            state = fold_all(*order)
+            assert (state.status, state.decided_by, state.version) == ("approved", "auto", 2)
+
+    def test_float_start_and_finish_times_keep_their_meaning(self) -> None:
+        # iDenfy's 2019-04 example: "startTime": 1554726960.324056.
+        floated = legacy(manual=False, start=1554726960.324056, finish=1554727002.254685)
+        event = canonical(floated)
+        assert (event.order.attempt, event.order.time) == (1554726960, 1554727002)
+
+    def test_float_and_integer_times_of_one_second_are_one_attempt(self) -> None:
+        automatic = legacy(manual=False, start=1554726960.324056, finish=1554727002.254685)
+        manual = legacy(manual=True, overall="DENIED", start=1554726960, finish=1554727002)
+        state = fold_all(automatic, manual)
+        assert (state.attempt, state.attempt_keys, state.status) == (1, (1554726960,), "rejected")
+
+    def test_a_later_float_start_time_is_a_later_attempt(self) -> None:
+        first = legacy(manual=True, overall="DENIED", start=1554726960.5)
+        again = legacy(manual=True, overall="APPROVED", start=1554727960.25, finish=1554728000.0)
+        for order in ((first, again), (again, first)):
+            state = fold_all(*order)
+            assert (state.attempt, state.status) == (2, "approved")
+
+
+class TestAmlMonitoringStatuses:
+    @pytest.mark.parametrize(
+        ("alert_status", "status"),
+        [
+            ("ACCEPTED", "active"),
+            ("ALERT", "alert"),
+            ("DECLINED", "stopped"),
+            ("PENDING", "pending"),
+        ],
+    )
+    def test_v2_alert_status_maps_as_the_migration_guide_says(
+        self, alert_status: str, status: str
+    ) -> None:
+        doc = {"monitoringId": "mon-1", "alertStatus": alert_status}
+        assert canonical(idenfy_company("AML_MONITORING", **doc)).status == status
+
+    def test_v3_status_is_read_when_both_are_sent(self) -> None:
+        doc = {"monitoringId": "mon-1", "alertStatus": "DECLINED", "status": "STOPPED"}
+        event = canonical(idenfy_company("AML_MONITORING", **doc))
+        assert (event.status, event.provider_status) == ("stopped", "STOPPED")
+
+
+class TestTheSignedBodyDecidesTheOutcome:
+    """iDenfy signs the body only: the unsigned header may only choose among the readings
+    the body supports, and a signed body under another header is the same delivery."""
+
+    def test_a_preliminary_body_under_the_cancel_header_stays_in_review(self) -> None:
+        forged = reheader(idenfy_identification(final=False, overall="REVIEWING"), CANCELLED)
+        event = canonical(forged)
+        assert (event.status, event.final) == ("in_review", False)
+
+    def test_an_automatic_decision_under_the_manual_header_stays_automatic(self) -> None:
+        forged = reheader(idenfy_identification(final=True, overall="APPROVED"), MANUAL)
+        event = canonical(forged)
+        assert (event.status, event.decided_by, event.order.klass) == ("approved", "auto", 4)
+
+    def test_a_proven_manual_decision_under_the_auto_header_stays_manual(self) -> None:
+        manual = with_data(idenfy_identification(MANUAL), ("data", "manuallyDataChanged"), True)
+        event = canonical(reheader(manual, "IDENTIFICATION_AUTO_FINISHED"))
+        assert (event.decided_by, event.order.klass) == ("manual", 5)
+
+    def test_the_header_chooses_expiry_or_cancellation_of_a_final_body(self) -> None:
+        ended = idenfy_identification("IDENTIFICATION_EXPIRED", final=True, overall="EXPIRED")
+        assert canonical(ended).status == "expired"
+        assert canonical(reheader(ended, CANCELLED)).status == "canceled"
+
+    def test_the_header_chooses_who_decided_only_when_the_body_cannot_tell(self) -> None:
+        ambiguous = idenfy_identification(final=True, overall="DENIED", manual=True)
+        assert canonical(ambiguous).decided_by == "auto"
+        assert canonical(reheader(ambiguous, MANUAL)).decided_by == "manual"
+
+    def test_the_delivery_key_is_the_signed_bytes_alone(self) -> None:
+        webhook = idenfy_identification(final=False, overall="REVIEWING")
+        keys = {deliver(reheader(webhook, header)).dedup_key for header in idenfy.KYC_EVENTS}
+        assert keys == {f"idenfy:sha256:{deliver(webhook).body_sha256}"}
+
+    @pytest.mark.parametrize(
+        ("webhook", "header"),
+        [
+            (idenfy_identification(final=False, overall="REVIEWING"), CANCELLED),
+            (idenfy_identification(final=False, overall="REVIEWING"), "IDENTIFICATION_EXPIRED"),
+            (idenfy_identification(final=True, overall="APPROVED"), MANUAL),
+            (idenfy_identification(final=True, overall="DENIED", manual=True), MANUAL),
+            (idenfy_identification(MANUAL, overall="DENIED"), CANCELLED),
+            (idenfy_identification(final=True, overall="APPROVED"), RESUBMITTED),
+        ],
+        ids=[
+            "review->cancel",
+            "review->expire",
+            "auto->manual",
+            "ambiguous->manual",
+            "manual->cancel",
+            "auto->resubmitted",
+        ],
+    )
+    def test_a_resent_body_under_another_header_moves_nothing(
+        self, webhook: Webhook, header: str
+    ) -> None:
+        forged = reheader(webhook, header)
+        assert annotation_kind(effects(webhook, forged)[1]) == "duplicate"
+        assert fold_all(webhook, forged) == fold_all(webhook)
+
+    @pytest.mark.parametrize("header", sorted(SAMPLES))
+    def test_a_result_body_under_another_kind_of_header_is_refused(self, header: str) -> None:
+        # Another subject would not have this delivery in its dedup set: refuse outright.
+        forged = reheader(idenfy_identification(final=True, overall="APPROVED"), header)
+        assert_quarantined(normalise(deliver(forged)))
+
+    @pytest.mark.parametrize("header", ["ACCOUNT_CHECK", "AGE_ESTIMATION", "VIDEO_CALL_FINISHED"])
+    def test_another_kind_of_body_under_a_result_header_is_refused(self, header: str) -> None:
+        for kyc_header in idenfy.KYC_EVENTS:
+            assert_quarantined(normalise(deliver(reheader(sample(header), kyc_header))))
+
+    def test_a_header_less_video_call_body_is_the_video_call(self) -> None:
+        # VideoCall.md (2020-08): videoCallAnswers, date, boolean status, scanRef, clientId.
+        body = {"videoCallAnswers": {}, "date": "2020-08-14 12:48:08.085275+00:00",
+                "status": True, "scanRef": SCAN_REF, "clientId": "c-9"}  # fmt: skip
+        webhook = ("idenfy", {"Content-Type": "application/json"}, json.dumps(body).encode())
+        event = canonical(webhook)
+        got = (event.subject.key, event.event_type, event.status, event.reference)
+        assert got == (f"idenfy/kyc/{SCAN_REF}", "VIDEO_CALL_FINISHED", None, "c-9")
+
+    def test_even_in_a_log_keyed_by_header_the_resent_body_is_a_duplicate(self) -> None:
+        # Logs written before the key left out the header hold per-header keys.
+        webhook = idenfy_identification(final=False, overall="REVIEWING")
+        old_style = [
+            replace(env, dedup_key=f"idenfy:{env.header('idenfy-event-type')}:{env.body_sha256}")
+            for env in (deliver(webhook, 0), deliver(reheader(webhook, CANCELLED), 1))
+        ]
+        state = replay(old_style)[f"idenfy/kyc/{SCAN_REF}"]
+        assert (state.status, state.final, state.version) == ("in_review", False, 1)
+
+
+class TestTheIntegratorsReference:
+    def test_client_id_is_the_reference_and_external_ref_is_kept_too(self) -> None:
+        webhook = idenfy_identification(client_id="user-7", external_ref="order-19")
+        event = canonical(webhook)
+        assert (event.reference, event.references) == ("user-7", ("user-7", "order-19"))
+        state = fold_all(webhook)
+        assert (state.reference, state.references) == ("user-7", ("order-19", "user-7"))
+
+    def test_a_body_without_references_carries_none(self) -> None:
+        event = canonical(sample("BANK_VERIFICATION"))
+        assert (event.reference, event.references) == (None, ())
+
+    def test_the_reference_is_the_same_whatever_the_order(self) -> None:
+        webhooks = [
+            idenfy_identification(final=False, overall="REVIEWING", client_id="b-client"),
+            idenfy_identification(MANUAL, client_id="a-client", external_ref="x-1"),
+            payloads.idenfy("VIDEO_CALL_FINISHED", {"scanRef": SCAN_REF}),
+        ]
+        seen = {
+            (state.reference, state.references)
+            for order in itertools.permutations(webhooks)
+            for state in [fold_all(*order)]
+        }
+        assert seen == {("a-client", ("a-client", "b-client", "x-1"))}
+
+    def test_an_overlong_reference_is_not_kept(self) -> None:
+        event = canonical(idenfy_identification(client_id="c" * 201, external_ref="short"))
+        assert (event.reference, event.references) == (None, ("short",))
