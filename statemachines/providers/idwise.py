@@ -1,9 +1,11 @@
 """IDWise: `{event, body: {eventId, journeyId, referenceNo, …}}` (providers.md §3).
 
-No timestamps exist, so precedence follows the lifecycle (design.md §4c): Finished Step <
-Finished User Steps < Finished Journey < Updated Journey / Manually Reviewed. Attempts are
-not marked either: `Verification Update Required` opens the next attempt and events
-belong to the attempt open when they arrive — the one place where arrival order decides.
+Bodies from 2022-2023 have no `eventId` (their dedup key is their content, see `keys`);
+they read the same. `referenceNo` is the integrator's reference. No timestamps exist, so
+precedence follows the lifecycle (design.md §4c): Finished Step < Finished User Steps <
+Finished Journey < Updated Journey / Manually Reviewed. Attempts are not marked either:
+`Verification Update Required` opens the next attempt and events belong to the attempt
+open when they arrive — the one place where arrival order decides.
 `finalDecision` equals `manualDecision` once a reviewer decided, so any journey-level
 event carrying a manual decision counts as manual.
 """
@@ -24,6 +26,7 @@ from statemachines.events import (
     event,
     history,
     unrecognised,
+    with_references,
 )
 from statemachines.payload import dig, integer, parse_object, text, token
 
@@ -61,9 +64,12 @@ def normalise(env: RawEnvelope) -> Normalised:
     if journey is None:
         return unrecognised(env, f"{name} without body.journeyId", name)
     handler = HANDLERS.get(token(name) or "")
-    if handler is None:
-        return history(env, "kyc", journey, name, "unknown IDWise event", recognised=False)
-    return handler(env, name, journey, body)
+    found: Normalised = (
+        history(env, "kyc", journey, name, "unknown IDWise event", recognised=False)
+        if handler is None
+        else handler(env, name, journey, body)
+    )
+    return with_references(found, text(body, "referenceNo"))
 
 
 def _journey_result(rank: int) -> Handler:

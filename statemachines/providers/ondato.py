@@ -1,10 +1,15 @@
 """Ondato: envelope `{id, applicationId, createdUtc, payload, type}` (providers.md §2).
 
-Keys are read case-insensitively (the docs flip between camelCase and PascalCase) and so
-is `type`. KYC events map by `type`, not `payload.status`; `createdUtc` of the envelope
+Keys are read case-insensitively and so is `type`: Ondato's early-2023 examples spell the
+envelope `Id, ApplicationId, CreatedUtc, DeliveredUtc, IsDelivered, Payload, Type`, later
+ones camelCase; `deliveredUtc`/`isDelivered` describe one delivery attempt and are not
+read. KYC events map by `type`, not `payload.status`; `createdUtc` of the envelope
 orders events ("you might receive them out of order"); a `statusReason` beginning
-`Manually` means a manual decision (design.md §4c). Unknown `Resource.Event` types that
-name an identity verification land in its history, flagged unknown.
+`Manually` means a manual decision (design.md §4c). `Form.*` webhooks (a questionnaire step
+of an identity verification) land in its history. Unknown `Resource.Event` types that
+name an identity verification land in its history, flagged unknown. The integrator's
+reference is `payload.externalReferenceId` where the resource carries it (the identity
+verification does).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from statemachines.events import (
     event,
     history,
     unrecognised,
+    with_references,
 )
 from statemachines.machines import lifecycle
 from statemachines.payload import get_ci, parse_object, text, token, utc_ticks
@@ -56,6 +62,11 @@ def normalise(env: RawEnvelope) -> Normalised:
     if not isinstance(payload, dict):
         return unrecognised(env, f"{event_type} without a payload object", event_type)
     time = utc_ticks(get_ci(doc, "createdUtc")) or 0
+    reference = text(payload, "externalReferenceId", ci=True)
+    return with_references(_read(env, event_type, payload, time), reference)
+
+
+def _read(env: RawEnvelope, event_type: str, payload: JsonObject, time: int) -> Normalised:
     handler = HANDLERS.get(event_type.lower())
     if handler is not None:
         return handler(env, event_type, payload, time)
@@ -122,6 +133,19 @@ def _kyc(status: str | None, klass: int) -> Handler:
             provider_status=raw,
             reasons=_reasons(payload),
         )
+
+    return handle
+
+
+def _form(note: str) -> Handler:
+    """Form.Created/Updated/Completed: a form step of the identity verification it names."""
+
+    def handle(env: RawEnvelope, kind: str, payload: JsonObject, time: int) -> Normalised:
+        idv = text(payload, "identityVerificationId", ci=True)
+        if idv is None:
+            return unrecognised(env, f"{kind} without payload.identityVerificationId", kind)
+        raw = text(payload, "status", ci=True)
+        return history(env, "kyc", idv, kind, note, provider_status=raw)
 
     return handle
 
@@ -196,6 +220,9 @@ HANDLERS: dict[str, Handler] = {
     "kybidentification.document.uploaded": _document("uploaded"),
     "kybidentification.document.updated": _document(None),
     "kybidentification.document.deleted": _document("deleted"),
+    "form.created": _form("form created"),
+    "form.updated": _form("form updated"),
+    "form.completed": _form("form completed"),
 }
 EVENT_TYPES = (
     "IdentityVerification.Consented",
@@ -212,4 +239,7 @@ EVENT_TYPES = (
     "KybIdentification.Document.Uploaded",
     "KybIdentification.Document.Updated",
     "KybIdentification.Document.Deleted",
+    "Form.Created",
+    "Form.Updated",
+    "Form.Completed",
 )

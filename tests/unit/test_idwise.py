@@ -147,7 +147,7 @@ class TestEveryEventBelongsToItsSubject:
     @pytest.mark.parametrize("name", provider.EVENT_TYPES)
     def test_legacy_body_without_event_id_belongs_to_the_same_subject(self, name: str) -> None:
         webhook = legacy(name, **SAMPLES[name][0])
-        assert deliver(webhook).dedup_key.startswith("idwise:sha256:")
+        assert deliver(webhook).dedup_key.startswith("idwise:content:")
         assert canonical(webhook).subject.key == SAMPLES[name][1]
 
     @pytest.mark.parametrize(
@@ -233,6 +233,22 @@ class TestFoldingAnnotations:
         retry = (provider_, headers, json.dumps(json.loads(body), indent=2).encode())
         assert annotation_kind(effects(first, retry)[1]) == "duplicate"
 
+    def test_legacy_body_without_event_id_is_deduplicated_by_its_content(self) -> None:
+        first = legacy("Finished Journey", systemDecision="Complete", finalDecision="Complete")
+        provider_, headers, body = first
+        doc = json.loads(body)
+        retry = (provider_, headers, json.dumps(doc, indent=2, sort_keys=True).encode())
+        assert deliver(first).body != deliver(retry).body
+        assert annotation_kind(effects(first, retry)[1]) == "duplicate"
+        assert fold_all(first, retry) == fold_all(first)
+
+    def test_legacy_bodies_of_different_content_are_different_deliveries(self) -> None:
+        refer = legacy("Finished Journey")
+        reviewed = legacy("Manually Reviewed", manualDecision="Approved", finalDecision="Approved")
+        assert deliver(refer).dedup_key != deliver(reviewed).dedup_key
+        state = fold_all(refer, reviewed)
+        assert (state.status, state.decided_by, state.version) == ("approved", "manual", 2)
+
     def test_finished_step_is_history_that_bumps_the_version(self) -> None:
         step_ = idwise("Finished Step", event_id="e-step", stepId="0")
         assert annotation_kind(effects(journey("Refer"), step_)[1]) == "history"
@@ -296,3 +312,17 @@ class TestBadInputIsQuarantinedNeverRaised:
     )
     def test_unknown_decision(self, name: str, body: dict[str, Any]) -> None:
         assert_quarantined(normalise(deliver(idwise(name, event_id="e1", **body))))
+
+
+class TestTheIntegratorsReference:
+    def test_reference_no_is_the_reference(self) -> None:
+        event = canonical(journey("Complete"))
+        assert (event.reference, event.references) == ("customer-42", ("customer-42",))
+        assert fold_all(journey("Complete")).reference == "customer-42"
+
+    def test_legacy_bodies_carry_it_too(self) -> None:
+        assert canonical(legacy("Finished User Steps")).reference == "customer-42"
+
+    def test_aml_monitoring_of_the_journey_carries_it(self) -> None:
+        state = fold_all(aml_update("a1", decision="Refer", version=1))
+        assert (state.subject.kind, state.reference) == ("aml_monitoring", "customer-42")

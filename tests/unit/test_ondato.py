@@ -125,6 +125,7 @@ class TestKybRowsOfTheMappingTable:
 # One payload per documented type, and the subject it belongs to (design.md §4).
 KYC_PAYLOAD = {"id": "kyc-1", "identityVerificationId": "idv-1", "status": "Approved"}
 DOC_PAYLOAD = {"id": "doc-1", "kybIdentificationId": "kyb-1", "status": "Validated"}
+FORM_PAYLOAD = {"id": "form-1", "identityVerificationId": "idv-1", "status": "Unfinished"}
 KYC, KYB, DOC = "kyc/idv-1", "kyb/kyb-1", "kyb_document/doc-1"
 SAMPLES: dict[str, tuple[dict[str, Any], str]] = {
     "IdentityVerification.Consented": ({"id": "idv-1"}, KYC),
@@ -141,6 +142,9 @@ SAMPLES: dict[str, tuple[dict[str, Any], str]] = {
     "KybIdentification.Document.Uploaded": (DOC_PAYLOAD, DOC),
     "KybIdentification.Document.Updated": (DOC_PAYLOAD, DOC),
     "KybIdentification.Document.Deleted": (DOC_PAYLOAD, DOC),
+    "Form.Created": (FORM_PAYLOAD, KYC),
+    "Form.Updated": (FORM_PAYLOAD, KYC),
+    "Form.Completed": (FORM_PAYLOAD, KYC),
 }
 SPELLINGS = {
     "camelCase keys": lambda t: (t, False),
@@ -151,8 +155,8 @@ SPELLINGS = {
 
 
 class TestEveryEventTypeBelongsToItsSubject:
-    def test_the_samples_cover_all_14_event_types(self) -> None:
-        assert len(provider.EVENT_TYPES) == 14
+    def test_the_samples_cover_all_17_event_types(self) -> None:
+        assert len(provider.EVENT_TYPES) == 17
         assert set(SAMPLES) == set(provider.EVENT_TYPES)
 
     @pytest.mark.parametrize("spelling", SPELLINGS)
@@ -177,8 +181,8 @@ class TestEveryEventTypeBelongsToItsSubject:
         assert (event.subject.id, event.decided_by) == ("idv-1", "manual")
 
     def test_unknown_type_naming_a_verification_is_unknown_history(self) -> None:
-        payload = {"id": "form-1", "identityVerificationId": "idv-1", "status": "Unfinished"}
-        webhook = ondato("Form.Created", payload, webhook_id="w1")
+        payload = {"id": "x-1", "identityVerificationId": "idv-1", "status": "Unfinished"}
+        webhook = ondato("Questionnaire.Created", payload, webhook_id="w1")
         event = canonical(webhook)
         got = (event.subject.key, event.status, event.recognised)
         assert got == ("ondato/kyc/idv-1", None, False)
@@ -186,8 +190,77 @@ class TestEveryEventTypeBelongsToItsSubject:
         assert (fold_all(webhook).status, fold_all(webhook).version) == (None, 1)
 
     def test_unknown_type_without_a_verification_is_quarantined(self) -> None:
-        webhook = ondato("Form.Created", {"id": "form-1", "status": "Unfinished"}, webhook_id="w1")
+        webhook = ondato("Questionnaire.Created", {"id": "x-1", "status": "New"}, webhook_id="w1")
         assert_quarantined(normalise(deliver(webhook)))
+
+
+class TestDocumentedShapes:
+    """What Ondato's own examples show (Confluence webhook pages, 2022-07 .. 2023-03)."""
+
+    @pytest.mark.parametrize("event_type", ["Form.Created", "Form.Updated", "Form.Completed"])
+    def test_form_webhooks_are_history_of_their_verification(self, event_type: str) -> None:
+        webhook = ondato(event_type, FORM_PAYLOAD, webhook_id="w1")
+        event = canonical(webhook)
+        got = (event.subject.key, event.status, event.recognised, event.provider_status)
+        assert got == ("ondato/kyc/idv-1", None, True, "Unfinished")
+        assert annotation_kind(effects(webhook)[0]) == "history"
+
+    def test_a_form_never_moves_the_verification(self) -> None:
+        approved = ondato_kyc("Approved", webhook_id="w1", created=T0)
+        form = ondato("Form.Completed", FORM_PAYLOAD, webhook_id="w2", created=LATER)
+        for order in [(approved, form), (form, approved)]:
+            state = fold_all(*order)
+            assert (state.status, state.final, state.version) == ("approved", True, 2)
+
+    @pytest.mark.parametrize(
+        ("event", "raw", "reason", "status"),
+        [("Created", "Awaiting", "Unfinished", "in_progress"),
+         ("Processed", "Awaiting", "Processing", "submitted")],
+    )  # fmt: skip
+    def test_kyc_progress_carries_awaiting_and_maps_by_type(
+        self, event: str, raw: str, reason: str, status: str
+    ) -> None:
+        webhook = ondato_kyc(event, status=raw, reason=reason, webhook_id="w1")
+        state = fold_all(webhook)
+        got = (state.status, state.final, state.provider_status, state.reasons)
+        assert got == (status, False, raw, (reason,))
+
+    @pytest.mark.parametrize("delivered", [None, "2023-02-21T07:47:06.3234729Z"])
+    def test_pascal_and_camel_case_envelopes_read_the_same(self, delivered: str | None) -> None:
+        camel = ondato_idv("InProgress", webhook_id="w1", created=T7, delivered=delivered)
+        pascal = ondato_idv("InProgress", webhook_id="w1", created=T7, pascal=True)
+        assert deliver(camel).dedup_key == deliver(pascal).dedup_key == "ondato:webhook:w1"
+        assert canonical(camel)._replace(dedup_key="") == canonical(pascal)._replace(dedup_key="")
+        assert fold_all(camel) == fold_all(pascal)
+
+    def test_a_redelivery_with_new_delivery_fields_is_a_duplicate(self) -> None:
+        first = ondato_idv("InProgress", webhook_id="w1", delivered="2023-02-21T07:47:06Z")
+        again = ondato_idv("InProgress", webhook_id="w1", delivered="2023-02-21T07:57:06Z")
+        assert annotation_kind(effects(first, again)[1]) == "duplicate"
+
+    def test_in_progress_is_spelt_as_one_word_on_the_wire(self) -> None:
+        assert canonical(ondato_idv("InProgress", webhook_id="w1")).status == "in_progress"
+
+
+class TestTheIntegratorsReference:
+    def test_the_identity_verification_carries_the_external_reference(self) -> None:
+        webhook = ondato_idv("Pending", webhook_id="w1", external_ref="customer-77")
+        event = canonical(webhook)
+        assert (event.reference, event.references) == ("customer-77", ("customer-77",))
+        assert fold_all(webhook).reference == "customer-77"
+
+    def test_kyc_identification_events_carry_none(self) -> None:
+        assert canonical(ondato_kyc("Approved", webhook_id="w1")).reference is None
+
+    def test_the_verification_keeps_it_whatever_the_order(self) -> None:
+        webhooks = [
+            ondato_idv("Pending", webhook_id="w1", created=T0, external_ref="customer-77"),
+            ondato_kyc("Approved", webhook_id="w2", created=T3),
+            ondato_idv("Completed", webhook_id="w3", created=LATER, external_ref="customer-77"),
+        ]
+        for order in itertools.permutations(webhooks):
+            state = fold_all(*order)
+            assert (state.reference, state.status) == ("customer-77", "approved")
 
 
 class TestDecisionsWhereTheDocumentsAreSilent:
