@@ -9,6 +9,7 @@ Required) — the documented last-resort use of arrival order.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from hypothesis import strategies as st
@@ -18,6 +19,7 @@ from tests.payloads import Webhook
 
 History = list[list[Webhook]]
 DECISION = st.sampled_from(["APPROVED", "DENIED", "SUSPECTED"])
+CLIENTS = st.sampled_from(["client-1", "client-2", "order-9"])  # integrator references
 
 
 def _utc(seconds: int, digits: int = 7) -> str:
@@ -37,10 +39,17 @@ def idenfy_kyc(draw: st.DrawFn) -> History:
         overall = (
             draw(DECISION) if final else draw(st.sampled_from(["REVIEWING", "SUSPECTED", "DENIED"]))
         )
+        refs = {"client_id": draw(CLIENTS), "external_ref": draw(st.none() | CLIENTS)}
         if draw(st.booleans()) or number > 0:
             events.append(
                 p.idenfy_identification(
-                    opener, scan, final=final, overall=overall, start=start, finish=start + 60
+                    opener,
+                    scan,
+                    final=final,
+                    overall=overall,
+                    start=start,
+                    finish=start + 60,
+                    **refs,
                 )
             )
         if not final and draw(st.booleans()):
@@ -64,6 +73,48 @@ def idenfy_kyc(draw: st.DrawFn) -> History:
         if draw(st.booleans()):
             events.append(p.idenfy("VIDEO_CALL_FINISHED", {"scanRef": scan, "n": number}))
     return [events]
+
+
+@st.composite
+def idenfy_legacy_kyc(draw: st.DrawFn) -> History:
+    """Result callbacks without `final` (2018-2021), header IDENTIFICATION or none: per
+    attempt the automatic callback (manual* null) and/or the final one; float start times
+    (2019-04) as often as integers; archive/deletion records; an expired unused token."""
+    scan = "scan-legacy"
+    events: list[Webhook] = []
+    for number in range(draw(st.integers(1, 3))):
+        start: float = 1_554_726_960 + number * 1000 + draw(st.sampled_from([0, 0.324056]))
+        times = {"start": start, "finish": start + 42.25, "client_id": draw(CLIENTS)}
+        if draw(st.booleans()):
+            events.append(_legacy(draw, scan, manual=False, overall=draw(DECISION), **times))
+        if draw(st.booleans()):
+            final = p.idenfy_identification(
+                "IDENTIFICATION", scan, final=None, overall=draw(DECISION), manual=True, **times
+            )
+            if draw(st.booleans()):  # a reviewer changed the data: a proven manual decision
+                final = _changed(final)
+            events.append(_headerless(final) if draw(st.booleans()) else final)
+        if draw(st.integers(0, 3)) == 0:
+            record = draw(st.sampled_from(["ARCHIVED", "DELETED", "EXPIRED"]))
+            events.append(_legacy(draw, scan, manual=False, overall=record, **times))
+    return [events] if events else [[_legacy(draw, scan, manual=False, overall="EXPIRED")]]
+
+
+def _legacy(draw: st.DrawFn, scan: str, **fields: Any) -> Webhook:
+    webhook = p.idenfy_identification("IDENTIFICATION", scan, final=None, **fields)
+    return _headerless(webhook) if draw(st.booleans()) else webhook
+
+
+def _headerless(webhook: Webhook) -> Webhook:
+    provider, headers, body = webhook
+    return provider, {k: v for k, v in headers.items() if k != "Idenfy-Event-Type"}, body
+
+
+def _changed(webhook: Webhook) -> Webhook:
+    provider, headers, body = webhook
+    doc = json.loads(body)
+    doc["data"]["manuallyDataChanged"] = True
+    return provider, headers, json.dumps(doc).encode()
 
 
 @st.composite
@@ -134,29 +185,33 @@ def ondato_kyc(draw: st.DrawFn) -> History:
         ("kyc", "Updated"),
         ("idv", "Expired"),
         ("idv", "Aborted"),
+        ("form", "Form.Created"),
+        ("form", "Form.Completed"),
     ]
     chosen = draw(st.lists(st.sampled_from(range(len(steps))), min_size=1, unique=True))
     events: list[Webhook] = []
     for n, index in enumerate(sorted(chosen)):
         source, name = steps[index]
         created = _utc(index * 5 + n % 2, draw(st.sampled_from([0, 3, 7])))
+        envelope = {
+            "webhook_id": f"w{index}",
+            "created": created,
+            "pascal": draw(st.booleans()),
+            "delivered": draw(st.none() | st.just("2026-11-22T11:00:00.5Z")),
+        }
         if source == "idv":
-            events.append(p.ondato_idv(name, webhook_id=f"w{index}", created=created))
+            reference = draw(st.none() | st.sampled_from(["ext-1", "ext-2"]))
+            events.append(p.ondato_idv(name, external_ref=reference, **envelope))
+        elif source == "form":
+            form = {"id": "form-1", "identityVerificationId": "idv-1", "status": "Unfinished"}
+            events.append(p.ondato(name, form, **envelope))
         else:
             reason = draw(
                 st.sampled_from(
                     ["AutomaticallyIdentified", "ManuallyIdentified", "ManuallyRejected", None]
                 )
             )
-            events.append(
-                p.ondato_kyc(
-                    name,
-                    reason=reason,
-                    webhook_id=f"w{index}",
-                    created=created,
-                    pascal=draw(st.booleans()),
-                )
-            )
+            events.append(p.ondato_kyc(name, reason=reason, **envelope))
     return [events]
 
 
@@ -248,6 +303,34 @@ def idwise_kyc(draw: st.DrawFn) -> History:
 
 
 @st.composite
+def idwise_legacy_kyc(draw: st.DrawFn) -> History:
+    """2022-12 .. 2023-05 bodies: no eventId (keyed by content), four event types."""
+    decisions = {"Complete": "Complete", "Refer": "Refer", "Incomplete": "Incomplete"}
+    events: list[Webhook] = []
+    if draw(st.booleans()):
+        events.append(_idwise_legacy("Finished User Steps", systemDecision="Refer"))
+    system = draw(st.sampled_from(sorted(decisions)))
+    if draw(st.booleans()):
+        events.append(_idwise_legacy("Finished Journey", systemDecision=system))
+    if draw(st.booleans()) or not events:
+        verdict = draw(st.sampled_from(["Approved", "Rejected"]))
+        events.append(
+            _idwise_legacy(
+                "Manually Reviewed",
+                systemDecision=system,
+                manualDecision=verdict,
+                finalDecision=verdict,
+            )
+        )
+    return [events]
+
+
+def _idwise_legacy(event: str, **body: Any) -> Webhook:
+    doc = {"event": event, "body": {"journeyId": "journey-legacy", "referenceNo": "ref-1", **body}}
+    return ("idwise", {"Content-Type": "application/json"}, json.dumps(doc).encode())
+
+
+@st.composite
 def idwise_aml(draw: st.DrawFn) -> History:
     versions = draw(st.lists(st.integers(1, 20), min_size=1, max_size=5, unique=True))
     return [
@@ -313,7 +396,9 @@ SERVICE_TIERS: dict[str, list[list[dict[str, Any]]]] = {
         [{"status": s, "watchlistHitsCount": 0} for s in ("FINISHED", "FAILED")],
     ],
     "AML_MONITORING": [
-        [{"status": s, "monitoringId": "mon-1"} for s in ("ACTIVE", "ALERT", "STOPPED")],
+        [{"status": s, "monitoringId": "mon-1"} for s in ("ACTIVE", "ALERT", "STOPPED")]
+        # v2 integrations read alertStatus; DECLINED is v3's STOPPED (migration guide).
+        + [{"alertStatus": s, "monitoringId": "mon-1"} for s in ("ACCEPTED", "DECLINED")],
     ],
     "BANK_CARD_VERIFICATION_COMPLETED": [
         [{"status": s} for s in ("NOT_COMPARED", "MATCH", "NO_MATCH")],
@@ -356,11 +441,13 @@ HISTORIES = {
     "idenfy/services": idenfy_services(),
     "idenfy/age_estimation": idenfy_age_estimation(),
     "idenfy/kyc": idenfy_kyc(),
+    "idenfy/kyc legacy": idenfy_legacy_kyc(),
     "idenfy/kyb": idenfy_kyb(),
     "idenfy/document_expiration": idenfy_document_expiry(),
     "ondato/kyc": ondato_kyc(),
     "ondato/kyb": ondato_kyb(),
     "ondato/kyb_document": ondato_documents(),
     "idwise/kyc": idwise_kyc(),
+    "idwise/kyc legacy": idwise_legacy_kyc(),
     "idwise/aml_monitoring": idwise_aml(),
 }

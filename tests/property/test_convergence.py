@@ -3,13 +3,16 @@
 - any permutation with any duplication converges to the same projection;
 - folding is deterministic, and folding the log again changes nothing;
 - decisions never regress; `deleted` absorbs; no valid history makes an illegal step;
-- state survives its codec unchanged.
+- state survives its codec unchanged;
+- the integrator's reference is a set function like the rest of the projection;
+- an iDenfy body re-sent under another (unsigned) event-type header changes nothing.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,7 +21,8 @@ from statemachines.codec import state_from_dict, state_to_dict
 from statemachines.envelope import RawEnvelope
 from statemachines.events import MANUAL_DECISION
 from statemachines.fold import ILLEGAL, Annotation
-from tests.payloads import Webhook, deliver
+from statemachines.providers.idenfy import EVENT_TYPES, KYC_EVENTS
+from tests.payloads import Webhook, deliver, idenfy_identification
 from tests.property.histories import HISTORIES, History
 
 EXAMPLES = settings(max_examples=1000, deadline=None)
@@ -38,8 +42,21 @@ def arrivals(draw: st.DrawFn) -> tuple[History, list[Webhook]]:
             sequence.append(webhook)
             if draw(st.integers(0, 4)) == 0:  # a retry, somewhere later
                 position = draw(st.integers(len(sequence), len(sequence) + 3))
-                sequence.insert(min(position, len(sequence)), webhook)
+                sequence.insert(min(position, len(sequence)), draw(resent(webhook)))
     return history, sequence
+
+
+@st.composite
+def resent(draw: st.DrawFn, webhook: Webhook) -> Webhook:
+    """A retry: the same bytes, for iDenfy possibly under another event-type header (the
+    header is not signed, so anyone holding a signed body can do that)."""
+    provider, headers, body = webhook
+    if provider != "idenfy" or draw(st.booleans()):
+        return webhook
+    # A result body under any header; any other body under a result header or none.
+    result = headers.get("Idenfy-Event-Type", "IDENTIFICATION") in KYC_EVENTS
+    header = draw(st.sampled_from([*KYC_EVENTS, "", *(EVENT_TYPES if result else ())]))
+    return provider, {**headers, "Idenfy-Event-Type": header}, body
 
 
 def log_of(sequence: list[Webhook]) -> list[RawEnvelope]:
@@ -53,7 +70,11 @@ def _stamp(webhook: Webhook) -> str:
 
 def projections(states: dict[str, SubjectState]) -> dict[str, dict[str, Any]]:
     return {
-        key: {k: v for k, v in state.public().items() if k not in ARRIVAL_FIELDS}
+        key: {
+            **{k: v for k, v in state.public().items() if k not in ARRIVAL_FIELDS},
+            "reference": state.reference,
+            "references": state.references,
+        }
         for key, state in states.items()
     }
 
@@ -132,4 +153,17 @@ def test_state_survives_the_verifications_row(case: tuple[History, list[Webhook]
 
     _, sequence = case
     for state in replay(log_of(sequence)).values():
-        assert state_from_row(verification_row(state)) == state
+        # The row keeps the reference once the projections store it (issue 10 §4, the
+        # projection side): until then it is compared apart, below.
+        assert state_from_row(verification_row(state)) == state._replace(
+            reference=None, references=()
+        )
+
+
+@pytest.mark.xfail(reason="the verifications row does not store the reference yet", strict=True)
+def test_the_reference_survives_the_verifications_row() -> None:
+    from projections.store import state_from_row, verification_row
+
+    state = replay(log_of([idenfy_identification(client_id="c-1", external_ref="x-1")]))
+    for found in state.values():
+        assert state_from_row(verification_row(found)) == found
