@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 import aiohttp
 from rich.console import Console
@@ -250,8 +251,9 @@ def render(summary: Summary) -> Table:
 
 def _run(args: argparse.Namespace) -> int:
     err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
+    env = {**os.environ, **({"KYCFLOW_DB": args.db} if args.db else {})}
     try:
-        config = cfg.load_config(os.environ)
+        config = cfg.load_config(env)
     except ConfigError as exc:
         err.print(f"error: {exc}")
         return 2
@@ -259,6 +261,7 @@ def _run(args: argparse.Namespace) -> int:
     if not ready:
         err.print(f"error: {cfg.how_to_configure(config)}")
         return 2
+    err.print(_credentials_source(config))
     for provider in sorted(set(PROVIDERS) - set(ready)):
         err.print(f"warning: skipping {provider}: no credentials (set {cfg.HINTS[provider]})")
     options = ("url", "verifications", "reorder", "duplicates", "concurrency", "seed")
@@ -270,30 +273,79 @@ def _run(args: argparse.Namespace) -> int:
     Console().print(render(summary))
     total = summary.total()
     if total.errors and not total.accepted + total.rejected.total():
-        err.print(f"nothing answered at {args.url}: is `kycflow serve` running there?")
+        err.print(f"nothing answered at {args.url}: is kycflow serve running there?")
     return 1 if total.failed else 0
 
 
+def _credentials_source(config: Mapping[str, str]) -> str:
+    """Which credentials file was read: the first thing to check when every delivery is
+    refused (a simulator pointed at another server's credentials)."""
+    path = cfg.credentials_path(config["KYCFLOW_DB"]).absolute()
+    if path.is_file():
+        return f"credentials: {path} (KYCFLOW_* environment variables override it)"
+    return f"credentials: the environment only (no file at {path})"
+
+
+def _whole(text: str, low: int) -> int:
+    """argparse names a failing type by its function name; this says what it wants."""
+    digits = text.strip()
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= 12) or int(digits) < low:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least {low}, got {text!r}")
+    return int(digits)
+
+
 def _positive(text: str) -> int:
-    number = int(text)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
-    return number
+    return _whole(text, 1)
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register `kycflow simulate` on the CLI's subparsers."""
-    command: argparse.ArgumentParser = subparsers.add_parser(
-        "simulate",
-        help="send realistic, signed provider webhooks to a running kycflow server",
-        description=__doc__.split("\n\n")[1] if __doc__ else None,
+def _seed(text: str) -> int:
+    return _whole(text, 0)
+
+
+def base_url(text: str) -> str:
+    """A server's base URL; `127.0.0.1:8080` means http://127.0.0.1:8080."""
+    url = text.strip()
+    if "://" not in url:
+        url = f"http://{url}"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 — raises ValueError for a port that is not a number in range
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(
+            f"expected a URL such as http://127.0.0.1:8080 or 127.0.0.1:8080, got {text!r}"
+        )
+    if parts.query or parts.fragment:
+        raise argparse.ArgumentTypeError(f"expected a base URL without ? or #, got {text!r}")
+    return url.rstrip("/")
+
+
+HELP = """Send realistic, correctly authenticated provider traffic to a running kycflow
+server: the way to try kycflow without a provider account. Each verification is one
+provider's lifecycle, sent in provider order and interleaved with the others; --reorder
+shuffles each verification's events, --duplicates re-sends about a fifth of the
+deliveries later, byte for byte. The same --seed sends the same bytes again. Credentials
+come from the environment over the credentials file kycflow serve wrote beside the
+database; the command says which file it read, and never prints a secret."""
+
+
+def add_parser(subparsers: Any, command: Any = None) -> argparse.ArgumentParser:
+    """Register `kycflow simulate` on the CLI's subparsers; `command(subparsers, name,
+    summary, description)`, when given, builds the parser in the CLI's help layout."""
+    summary = "send realistic, signed provider webhooks to a running kycflow server"
+    parser: argparse.ArgumentParser = (
+        command(subparsers, "simulate", summary, HELP)
+        if command is not None
+        else subparsers.add_parser("simulate", help=summary, description=HELP)
     )
-    add = command.add_argument
-    add("--url", default=DEFAULT_URL, help="server base URL (%(default)s)")
+    add = parser.add_argument
+    add("--url", type=base_url, default=DEFAULT_URL, help="server base URL (%(default)s)")
+    add("--db", metavar="PATH", help="the database whose credentials file to read (KYCFLOW_DB)")
     add("--verifications", type=_positive, default=100, help="how many to simulate (100)")
     add("--reorder", action="store_true", help="shuffle each verification's events")
     add("--duplicates", action="store_true", help="re-send ~20%% of deliveries, same bytes, later")
     add("--concurrency", type=_positive, default=16, help="requests in flight at most (16)")
-    add("--seed", type=int, help="the same seed sends the same bytes (default: a fresh one)")
-    command.set_defaults(handler=_run)
-    return command
+    add("--seed", type=_seed, help="the same seed sends the same bytes (default: a fresh one)")
+    parser.set_defaults(handler=_run)
+    return parser

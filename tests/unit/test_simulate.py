@@ -29,7 +29,14 @@ from aiohttp.test_utils import TestServer
 from statemachines import CanonicalEvent, normalise, replay
 from streams.config import ConfigError, credentials_path, load_config
 from streams.simulator.samples import Webhook, deliver
-from streams.simulator.simulate import Summary, add_parser, lifecycles, plan, simulate
+from streams.simulator.simulate import (
+    Summary,
+    add_parser,
+    base_url,
+    lifecycles,
+    plan,
+    simulate,
+)
 
 BASIC = {"KYCFLOW_ONDATO_USERNAME": "ondato", "KYCFLOW_ONDATO_PASSWORD": "pässword"}
 OAUTH = {"KYCFLOW_ONDATO_CLIENT_ID": "client-7", "KYCFLOW_ONDATO_CLIENT_SECRET": "s3cret"}
@@ -294,3 +301,22 @@ def test_config_environment_wins_over_the_credentials_file(tmp_path: Path) -> No
     with pytest.raises(ConfigError, match="not valid JSON") as raised:
         load_config({"KYCFLOW_DB": str(db)})
     assert "secret-value" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "given, url",
+    [
+        ("127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("localhost:8080/", "http://localhost:8080"),
+        ("https://kyc.example.com/base/", "https://kyc.example.com/base"),
+        (" http://[::1]:9000 ", "http://[::1]:9000"),
+    ],
+)
+def test_a_url_without_a_scheme_means_http(given: str, url: str) -> None:
+    assert base_url(given) == url
+
+
+@pytest.mark.parametrize("given", ["ftp://x", "127.0.0.1:port", "http://", ":8080", "h:1?x=1"])
+def test_a_url_that_is_no_server_address_is_an_argument_error(given: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match="expected"):
+        base_url(given)
