@@ -12,12 +12,14 @@ import contextlib
 import json
 import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from ingest import rawlog
+from projections import queries
 from statemachines import CanonicalEvent, RawEnvelope, normalise
 
 Raw = Callable[[list[int]], dict[int, RawEnvelope]]
@@ -27,24 +29,21 @@ def timeline(
     db_path: str, provider: str, kind: str, subject_id: str, raw: Raw | None = None
 ) -> dict[str, Any] | None:
     """The projection and timeline; raw deliveries come from `raw(offsets)` (Kafka mode)
-    or else the embedded raw log beside the database."""
-    subject = f"{provider}/{kind}/{subject_id}"
-    with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as db:
-        db.row_factory = sqlite3.Row
-        row = db.execute("SELECT * FROM verifications WHERE subject = ?", (subject,)).fetchone()
-        if row is None:
-            return None
-        events = db.execute(
-            'SELECT * FROM subject_events WHERE subject = ? ORDER BY "offset"', (subject,)
-        ).fetchall()
-    projection = {k: row[k] for k in row.keys() if not k.startswith("fold_")}  # noqa: SIM118
+    or else the embedded raw log beside the database. The projection and each step's
+    fields are those of the HTTP API (`final` a boolean, `reasons` a list)."""
+    uri = f"{Path(db_path).absolute().as_uri()}?mode=ro"  # read only: never creates it
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+        found = queries.history(db, provider, kind, subject_id)
+    if found is None:
+        return None
+    events = found["events"]
     envelopes = (raw or _embedded_raw(db_path))([e["offset"] for e in events])
     steps = []
     for event in events:
         env = envelopes.get(event["offset"])
         canonical = normalise(env) if env is not None else None
-        steps.append({**dict(event), "envelope": env, "canonical": canonical})
-    return {"projection": projection, "timeline": steps}
+        steps.append({**event, "envelope": env, "canonical": canonical})
+    return {"projection": found["verification"], "timeline": steps}
 
 
 def _embedded_raw(db_path: str) -> Raw:
@@ -60,7 +59,8 @@ def _embedded_raw(db_path: str) -> Raw:
 
 def render(found: dict[str, Any], console: Console) -> None:
     projection = found["projection"]
-    summary = Table(title=f"{projection['subject']}", show_header=False)
+    subject = queries.subject_key(projection["provider"], projection["kind"], projection["id"])
+    summary = Table(title=subject, show_header=False)
     for key in (
         "status",
         "final",

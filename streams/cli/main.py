@@ -1,7 +1,13 @@
-"""The `kycflow` command: serve, replay, inspect, simulate, normalise.
+"""The `kycflow` command: serve, replay, inspect, simulate, normalise, and Kafka mode's.
 
 Configuration comes from the environment (design.md §6), over the first-run credentials
-file beside the database; `kycflow COMMAND --help` describes each command.
+file beside the database; a flag wins over its variable. `kycflow COMMAND --help`
+describes each command and lists the variables it reads.
+
+A failure an operator can cause (a bad path, a port in use, a broker that does not answer)
+ends as one line on stderr and a non-zero exit, never a traceback: 1 when the command could
+not do its work or the reader of its output went away (`| head`: then quietly), 2 for a
+bad invocation or configuration, 130 on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -11,8 +17,10 @@ import functools
 import json
 import logging
 import os
+import sqlite3
 import sys
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +29,35 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 
 from statemachines import RawEnvelope, Unrecognised, fold, normalise
 from statemachines.envelope import PROVIDERS
+from streams.cli import environment
 from streams.cli import inspect as inspection
+from streams.cli.arguments import HelpFormatter, database, port, whole_number
+from streams.cli.failures import database_problem, describe, host_problem, quiet_broken_pipe
 from streams.cli.kafka_commands import add_kafka_commands, kafka_settings
 from streams.config import ConfigError, KycflowError, db_path, load_config
 from streams.embedded import replay as replaying
 from streams.kafka.config import KafkaSettings
 from streams.simulator.simulate import add_parser as add_simulate
 
-console = Console(stderr=True)
+# soft_wrap: a message is one line however narrow the terminal (or 80 columns when piped).
+console = Console(stderr=True, soft_wrap=True, highlight=False)
+FLAGS = {"db": "KYCFLOW_DB", "host": "KYCFLOW_HOST", "port": "KYCFLOW_PORT"} | {
+    "workers": "KYCFLOW_WORKERS"
+}
+
+
+def _environment(args: argparse.Namespace) -> dict[str, str]:
+    """The environment with the command's flags applied: a flag wins over its variable."""
+    env = dict(os.environ)
+    for flag, variable in FLAGS.items():
+        if getattr(args, flag, None) is not None:
+            env[variable] = str(getattr(args, flag))
+    return env
+
+
+def _fail(message: str, code: int = 1) -> int:
+    console.print(f"[red]kycflow:[/] {message}", markup=True)
+    return code
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -36,32 +65,45 @@ def _serve(args: argparse.Namespace) -> int:
     from streams.service.supervisor import ServeSettings, serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    database = db_path(os.environ)
+    env = _environment(args)
+    database = db_path(env)
+    if (problem := database_problem(database, create=True)) is not None:
+        return _fail(problem, 2)
     try:  # refuse a bad configuration before writing anything
-        settings = ServeSettings.from_config(load_config(os.environ, database))
+        settings = ServeSettings.from_config(load_config(env, database))
     except ValueError as exc:
         console.print(f"[red]configuration error:[/] {exc}")
         return 2
+    if (problem := host_problem(settings.host, settings.port)) is not None:
+        return _fail(problem, 2)
     if (refusal := settings.refusal()) is not None:
         console.print(f"[red]{refusal}[/]")
         return 2
-    created = ensure_credentials(load_config(os.environ, database), database)
-    if created is not None:
-        # Plain print: a path must not be wrapped mid-name in a log.
-        print(
-            f"No credentials were configured: generated provider credentials in {created} "
-            "(mode 0600). `kycflow simulate` reads them; environment variables override "
-            "them.",
-            file=sys.stderr,
-        )
-        settings = ServeSettings.from_config(load_config(os.environ, database))
-    return serve(settings, ready=lambda url: console.print(f"kycflow serving on {url}"))
+    try:
+        created = ensure_credentials(load_config(env, database), database)
+        if created is not None:
+            # Plain print: a path must not be wrapped mid-name in a log.
+            print(
+                f"No credentials were configured: generated provider credentials in {created} "
+                "(mode 0600). kycflow simulate reads them; environment variables override "
+                "them.",
+                file=sys.stderr,
+            )
+            settings = ServeSettings.from_config(load_config(env, database))
+        return serve(settings, ready=lambda url: console.print(f"kycflow serving on {url}"))
+    except sqlite3.Error as exc:  # e.g. a read-only file system that os.access misses
+        return _fail(describe(exc, database))
+    except OSError as exc:
+        if exc.filename is not None:
+            raise  # a file: main names it
+        reason = exc.strerror or str(exc)
+        return _fail(f"cannot listen on {settings.host}:{settings.port}: {reason}")
 
 
 def _replay(args: argparse.Namespace) -> int:
     if args.from_kafka:
         return _replay_kafka(args)
-    database = db_path(os.environ)
+    database = db_path(_environment(args))
     try:
         until = replaying.parse_until(args.until) if args.until else None
     except ValueError as exc:
@@ -72,11 +114,17 @@ def _replay(args: argparse.Namespace) -> int:
     except Exception as exc:
         console.print(f"[red]cannot read the raw log of {database}:[/] {exc}")
         return 2
-    with _progress() as bar:
-        task = bar.add_task("replay", total=total)
-        count, path = replaying.replay(
-            database, to=args.to, until=until, progress=lambda n: bar.advance(task, n)
-        )
+    target = args.to or database
+    if (problem := database_problem(target, create=True)) is not None:
+        return _fail(problem, 2)
+    try:
+        with _progress() as bar:
+            task = bar.add_task("replay", total=total)
+            count, path = replaying.replay(
+                database, to=args.to, until=until, progress=lambda n: bar.advance(task, n)
+            )
+    except (OSError, sqlite3.Error) as exc:
+        return _fail(describe(exc, target))
     console.print(f"replayed {count:,} raw webhooks into {path}")
     return 0
 
@@ -114,16 +162,23 @@ def _replay_kafka(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    kafka = KafkaSettings.from_config(load_config(os.environ))
+    env = _environment(args)
+    kafka = KafkaSettings.from_config(load_config(env))
     raw = None
     if kafka is not None:  # Kafka mode: the raw deliveries are in the raw topic
         from streams.kafka.replay import fetch_positions
 
         raw = functools.partial(fetch_positions, kafka)
-    found = inspection.timeline(db_path(os.environ), args.provider, args.kind, args.id, raw)
+    database = db_path(env)
+    if (problem := database_problem(database, create=False)) is not None:
+        return _fail(problem)
+    try:
+        found = inspection.timeline(database, args.provider, args.kind, args.id, raw)
+    except sqlite3.Error as exc:
+        return _fail(describe(exc, database))
     if found is None:
-        console.print(f"[red]no such subject:[/] {args.provider}/{args.kind}/{args.id}")
-        return 1
+        subject = f"{args.provider}/{args.kind}/{args.id}"
+        return _fail(f"no such subject: {subject} in {Path(database).absolute()}")
     if args.json:
         print(inspection.as_json(found))
     else:
@@ -133,7 +188,10 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _normalise(args: argparse.Namespace) -> int:
-    body = sys.stdin.buffer.read() if args.body == "-" else Path(args.body).read_bytes()
+    try:
+        body = sys.stdin.buffer.read() if args.body == "-" else Path(args.body).read_bytes()
+    except OSError as exc:
+        return _fail(f"cannot read the body: {describe(exc, args.body)}")
     headers = {"Idenfy-Event-Type": args.event_type} if args.event_type else {}
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     env = RawEnvelope.receive(args.provider, body, headers, now, auth_method="cli").at(0)
@@ -161,57 +219,100 @@ def _plain(data: Any) -> Any:
 
 
 SERVE_HELP = """Run kycflow in embedded mode: HTTP ingest for iDenfy, Ondato and IDWise, a
-durable SQLite raw log (KYCFLOW_DB's .raw.db), the processor and the read API, on
-KYCFLOW_HOST:KYCFLOW_PORT (default 127.0.0.1:8080). With no credentials configured, the first
-run generates them beside the database. Configuration: environment variables (README)."""
+durable SQLite raw log beside the database, the processor and the read API, on
+127.0.0.1:8080 unless told otherwise. With KYCFLOW_KAFKA_BOOTSTRAP set it runs Kafka
+mode's ingest and read API instead (kycflow worker and kycflow project do the rest).
+With no credentials configured, the first run generates them beside the database."""
 NORMALISE_HELP = """Print the canonical event and the projection kycflow makes of one raw
 webhook body (no server needed): the way to check a provider payload."""
 
 
 def _command(
-    commands: Any, name: str, summary: str, description: str | None
+    commands: Any,
+    name: str,
+    summary: str,
+    description: str | None,
+    variables: environment.Variables = environment.NONE,
 ) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = commands.add_parser(
         name,
         help=summary,
         description=description,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=environment.epilog(variables),
+        formatter_class=HelpFormatter,
     )
     return parser
 
 
-def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(
-        prog="kycflow", description="KYC/KYB webhooks in, trustworthy verification status out."
+def _database_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db", type=database, metavar="PATH", help="the projections database (KYCFLOW_DB)"
     )
-    commands = root.add_subparsers(dest="command", required=True)
+
+
+def _add_serve(commands: Any) -> None:
     serve = _command(
-        commands, "serve", "run the embedded service on KYCFLOW_HOST:KYCFLOW_PORT", SERVE_HELP
+        commands,
+        "serve",
+        "run the service (embedded mode, or Kafka mode's ingest)",
+        SERVE_HELP,
+        environment.SERVE,
+    )
+    _database_flag(serve)
+    add = serve.add_argument
+    add("--host", metavar="ADDRESS", help="address to listen on (KYCFLOW_HOST, 127.0.0.1)")
+    add("--port", type=port, help="port to listen on (KYCFLOW_PORT, 8080)")
+    add(
+        "--workers",
+        type=whole_number(1, 256),
+        metavar="N",
+        help="HTTP worker processes (KYCFLOW_WORKERS, one per CPU)",
     )
     serve.set_defaults(handler=_serve)
+
+
+def _add_replay(commands: Any) -> None:
     replay = _command(
-        commands, "replay", "rebuild the projections from the raw log", replaying.__doc__
+        commands,
+        "replay",
+        "rebuild the projections from the raw log",
+        replaying.__doc__,
+        environment.REPLAY,
     )
+    _database_flag(replay)
     replay.add_argument(
         "--until",
         help="only webhooks received up to this ISO-8601 time "
         "(e.g. 2026-11-22T10:00:00Z): the state as of then",
     )
-    replay.add_argument("--to", help="write the rebuilt projections to this file instead")
+    replay.add_argument(
+        "--to", type=database, metavar="PATH", help="write the rebuilt projections here instead"
+    )
     replay.add_argument(
         "--from-kafka",
         action="store_true",
         help="re-fold the Kafka raw topic (KYCFLOW_KAFKA_BOOTSTRAP) into --to, a new file",
     )
     replay.set_defaults(handler=_replay)
+
+
+def _add_inspect(commands: Any) -> None:
     inspect = _command(
-        commands, "inspect", "explain why a verification is in its state", inspection.__doc__
+        commands,
+        "inspect",
+        "explain why a verification is in its state",
+        inspection.__doc__,
+        environment.INSPECT,
     )
     inspect.add_argument("provider", choices=PROVIDERS)
     inspect.add_argument("kind", help="kyc, kyb, kyb_document, aml_monitoring, …")
     inspect.add_argument("id")
+    _database_flag(inspect)
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.set_defaults(handler=_inspect)
+
+
+def _add_normalise(commands: Any) -> None:
     show = _command(
         commands, "normalise", "show what kycflow makes of one webhook body", NORMALISE_HELP
     )
@@ -219,7 +320,29 @@ def parser() -> argparse.ArgumentParser:
     show.add_argument("body", help="file with the raw body, or - for standard input")
     show.add_argument("--event-type", help="iDenfy's Idenfy-Event-Type header value")
     show.set_defaults(handler=_normalise)
-    add_simulate(commands)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("kycflow")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="kycflow",
+        description="KYC/KYB webhooks in, trustworthy verification status out.",
+        epilog="kycflow COMMAND --help describes a command and the environment it reads.",
+        formatter_class=HelpFormatter,
+    )
+    root.add_argument("--version", action="version", version=f"kycflow {_version()}")
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_serve(commands)
+    _add_replay(commands)
+    _add_inspect(commands)
+    _add_normalise(commands)
+    add_simulate(commands, functools.partial(_command, variables=environment.SIMULATE))
     add_kafka_commands(commands, _command)
     return root
 
@@ -227,13 +350,21 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return int(args.handler(args))
+        code = int(args.handler(args))
+        sys.stdout.flush()  # a reader that went away shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        quiet_broken_pipe()
+        return 1  # quietly, as rich does for what it prints (Console.on_broken_pipe)
+    except KeyboardInterrupt:
+        return 130
     except ConfigError as exc:
         console.print(f"[red]configuration error:[/] {exc}")
         return 2
     except KycflowError as exc:
-        console.print(f"[red]kycflow:[/] {exc}", highlight=False)
-        return 1
+        return _fail(str(exc))
+    except (OSError, sqlite3.Error) as exc:  # the path, if any, is in the message
+        return _fail(describe(exc))
 
 
 if __name__ == "__main__":

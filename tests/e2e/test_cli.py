@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from projections import queries
 from tests import payloads as p
 from tests.e2e.service import CREDENTIALS, KYCFLOW, Service, free_port
 
@@ -93,12 +94,13 @@ def test_first_run_writes_private_credentials_that_simulate_uses_for_every_provi
         assert str(credentials) in "".join(log.split()), log  # however the console wraps it
         secrets = [v for k, v in written.items() if k != "KYCFLOW_ONDATO_USERNAME"]
 
-        done = kycflow(
-            *("simulate", "--url", service.url, "--verifications", "30"),
+        done = kycflow(  # host:port, no scheme: http is meant
+            *("simulate", "--url", f"127.0.0.1:{service.port}", "--verifications", "30"),
             *("--reorder", "--duplicates", "--seed", "1"),
             env=bare_env(db),
         )
         assert done.returncode == 0, done.stderr
+        assert f"credentials: {credentials} " in done.stderr  # which file it read
         total = next(line for line in done.stdout.splitlines() if "total" in line)
         _, sent, accepted, _, rejected, errors = [c.strip() for c in total.split("│")[1:-1]]
         assert (accepted, rejected, errors) == (sent, "0", "0"), done.stdout
@@ -299,6 +301,10 @@ def test_inspect_json_gives_the_projection_and_the_effect_of_every_delivery(
     found = json.loads(done.stdout)
     projection = found["projection"]
     assert (projection["status"], projection["decided_by"]) == ("approved", "manual")
+    # The HTTP API's types and fields: final a boolean, reasons a list, no internal columns.
+    with contextlib.closing(sqlite3.connect(inspected["KYCFLOW_DB"])) as db:
+        assert projection == queries.verification(db, "idenfy", "kyc", "scan-why")
+    assert projection["final"] is True and isinstance(projection["reasons"], list)
     effects = [step["effect"] for step in found["timeline"]]
     assert len(effects) == 3 and effects[0] == "transition" and effects[-1] == "duplicate"
     assert all(step["reason"] for step in found["timeline"])
@@ -313,6 +319,18 @@ def test_inspect_prints_the_subject_and_each_effect_for_a_human(
     assert done.returncode == 0, done.stderr
     assert "idenfy/kyc/scan-why" in done.stdout
     assert "transition:" in done.stdout and "duplicate:" in done.stdout
+
+
+def test_inspect_into_a_closed_pipe_exits_quietly(inspected: dict[str, str]) -> None:
+    command = [KYCFLOW, "inspect", "idenfy", "kyc", "scan-why"]
+    process = subprocess.Popen(
+        command, env=inspected, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # as `| head` does once it has read enough
+    err = process.stderr.read()
+    process.stderr.close()
+    assert (process.wait(timeout=30), err) == (1, b"")
 
 
 def test_inspect_of_an_unknown_subject_exits_1_saying_so(inspected: dict[str, str]) -> None:
