@@ -27,14 +27,18 @@ import logging
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError
 
 from ingest import aiokafka_compat
 from ingest.rawlog import Receipt
-from ingest.writer import WriterUnavailable
+from ingest.writer import RecordTooLarge, WriterUnavailable
 from statemachines.envelope import RawEnvelope, envelope_to_json
 from statemachines.routing import position, routing_key
 
 log = logging.getLogger("kycflow.ingest")
+# Room for the envelope around a body: kept headers (at most 7 x 1,024 characters, JSON-escaped),
+# dedup key, metadata and the record's own framing.
+_ENVELOPE_ROOM = 128 * 1024
 
 
 def record_of(env: RawEnvelope) -> tuple[bytes, bytes]:
@@ -42,15 +46,27 @@ def record_of(env: RawEnvelope) -> tuple[bytes, bytes]:
     return routing_key(env), envelope_to_json(env)
 
 
+def record_limit(max_body: int) -> int:
+    """The largest record an accepted webhook can make: the body travels as base64."""
+    return (max_body + 2) // 3 * 4 + _ENVELOPE_ROOM
+
+
 class KafkaAppender:
     """Appends envelopes to the raw topic; one per HTTP worker (or tool), in its loop."""
 
     def __init__(
-        self, servers: list[str], topic: str, *, linger_ms: int = 1, timeout: float = 5.0
+        self,
+        servers: list[str],
+        topic: str,
+        *,
+        linger_ms: int = 1,
+        timeout: float = 5.0,
+        max_record: int = record_limit(1024 * 1024),
     ) -> None:
         aiokafka_compat.install()
         self.servers, self.topic = servers, topic
         self.linger_ms, self.timeout = linger_ms, timeout
+        self.max_record = max_record
         self.producer: AIOKafkaProducer | None = None
         self.starting = asyncio.Lock()
         self.retiring: set[asyncio.Task[None]] = set()
@@ -64,7 +80,9 @@ class KafkaAppender:
                 if producer is None:
                     producer = await self._started()
                 ack = await (await producer.send(self.topic, value, key=key))
-        except Exception as exc:  # any failure is a 503, never a 500 or a 2xx
+        except MessageSizeTooLargeError:
+            raise self._too_large(producer, len(value)) from None
+        except Exception as exc:  # any other failure is a 503, never a 500 or a 2xx
             raise self._failed(producer, exc) from None
         # No global view at ingest: the worker detects and annotates repeats.
         return Receipt(position(ack.partition, ack.offset), False)
@@ -81,6 +99,8 @@ class KafkaAppender:
                     for key, value in map(record_of, envelopes)
                 ]
                 acks = await asyncio.gather(*sent)
+        except MessageSizeTooLargeError:
+            raise self._too_large(producer, 0) from None
         except Exception as exc:
             raise self._failed(producer, exc) from None
         return [Receipt(position(ack.partition, ack.offset), False) for ack in acks]
@@ -89,6 +109,18 @@ class KafkaAppender:
         log.warning("kafka did not acknowledge: %s", type(exc).__name__)
         self._retire(producer)
         return WriterUnavailable(f"kafka did not acknowledge ({type(exc).__name__})")
+
+    def _too_large(self, producer: AIOKafkaProducer | None, size: int) -> RecordTooLarge:
+        # Retrying cannot help, so not a 503. Past our own limit (sized from KYCFLOW_MAX_BODY)
+        # only a broker or topic limit refuses it: the operator must raise max.message.bytes.
+        log.warning(
+            "kafka refused a %d-byte record as too large; the raw topic's max.message.bytes "
+            "must be at least %d for KYCFLOW_MAX_BODY",
+            size,
+            self.max_record,
+        )
+        self._retire(producer)  # a refused batch can leave an idempotent producer out of step
+        return RecordTooLarge("webhook too large for the Kafka log")
 
     async def _started(self) -> AIOKafkaProducer:
         async with self.starting:
@@ -100,6 +132,7 @@ class KafkaAppender:
                     enable_idempotence=True,
                     linger_ms=self.linger_ms,
                     request_timeout_ms=int(self.timeout * 1000),
+                    max_request_size=self.max_record,
                 )
                 try:
                     await producer.start()

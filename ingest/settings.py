@@ -31,6 +31,21 @@ IDWISE_HEADER = "KYCFLOW_IDWISE_HEADER"
 MAX_BODY = "KYCFLOW_MAX_BODY"
 READ_TIMEOUT = "KYCFLOW_READ_TIMEOUT"
 ONDATO_TOKEN_TTL = "KYCFLOW_ONDATO_TOKEN_TTL"
+HEADER_TIMEOUT = "KYCFLOW_HEADER_TIMEOUT"
+KEEPALIVE_TIMEOUT = "KYCFLOW_KEEPALIVE_TIMEOUT"
+MAX_HEADER_SIZE = "KYCFLOW_MAX_HEADER_SIZE"
+ACCESS_LOG = "KYCFLOW_ACCESS_LOG"
+
+# Fixed limits (not settings: no provider comes near them). A request over one gets a 4xx
+# with a reason, never a 5xx. SQLite refuses values over 1e9 bytes, so KYCFLOW_MAX_BODY is
+# capped well below that.
+MAX_BODY_CAP = 256 * 1024 * 1024
+MAX_HEADERS = 128  # header fields per request (431 above)
+MAX_REQUEST_LINE = 4096  # bytes of method, target and version (414 above)
+MAX_KEPT_HEADER = 1024  # characters of a stored header's value (431 above)
+MAX_DEDUP_KEY = 512  # characters of a dedup key, e.g. "idwise:event:" + eventId (400 above)
+_FLAGS = {"true": True, "1": True, "yes": True, "on": True}
+_FLAGS |= {"false": False, "0": False, "no": False, "off": False}
 
 # Every key whose value is (part of) a credential. User names and the client id are included
 # because half of a pair is useless to generate and is refused by from_config. A generated
@@ -75,6 +90,15 @@ class IngestSettings:
     max_body: int = 1024 * 1024
     read_timeout: float = 10.0
     token_ttl: int = 3600
+    header_timeout: float = 10.0  # from connection (or a request's first byte) to its headers
+    keepalive_timeout: float = 75.0  # idle time between requests; above common proxies' 60 s
+    max_header_size: int = 8192  # bytes of one header field, name and value (431 above)
+    access_log: bool = True
+
+    @property
+    def secret_headers(self) -> frozenset[str]:
+        """Lower-case names of headers that carry a configured secret: never stored."""
+        return frozenset({self.idwise_header[0].lower()} if self.idwise_header else ())
 
     @classmethod
     def from_config(cls, config: Mapping[str, str]) -> IngestSettings:
@@ -94,9 +118,13 @@ class IngestSettings:
             idwise_username=_value(config, IDWISE_USERNAME),
             idwise_password=_value(config, IDWISE_PASSWORD),
             idwise_header=_header(config, IDWISE_HEADER),
-            max_body=_positive(config, MAX_BODY, int, 1024 * 1024),
+            max_body=_positive(config, MAX_BODY, int, 1024 * 1024, upto=MAX_BODY_CAP),
             read_timeout=_positive(config, READ_TIMEOUT, float, 10.0),
             token_ttl=_positive(config, ONDATO_TOKEN_TTL, int, 3600),
+            header_timeout=_positive(config, HEADER_TIMEOUT, float, 10.0),
+            keepalive_timeout=_positive(config, KEEPALIVE_TIMEOUT, float, 75.0),
+            max_header_size=_positive(config, MAX_HEADER_SIZE, int, 8192, upto=65536),
+            access_log=_flag(config, ACCESS_LOG, True),
         )
 
 
@@ -134,7 +162,11 @@ def _header(config: Mapping[str, str], key: str) -> tuple[str, str] | None:
 
 
 def _positive(
-    config: Mapping[str, str], key: str, convert: Callable[[str], Number], default: Number
+    config: Mapping[str, str],
+    key: str,
+    convert: Callable[[str], Number],
+    default: Number,
+    upto: Number | None = None,
 ) -> Number:
     raw = _value(config, key)
     if raw is None:
@@ -143,7 +175,18 @@ def _positive(
         number: Number | None = convert(raw)
     except ValueError:
         number = None
+    kind = "integer" if convert is int else "number"
     if number is None or not (number > 0 and math.isfinite(number)):
-        kind = "integer" if convert is int else "number"
         raise ValueError(f"{key} must be a positive {kind}, got {raw!r}")
+    if upto is not None and number > upto:
+        raise ValueError(f"{key} must be a positive {kind} of at most {upto}, got {raw!r}")
     return number
+
+
+def _flag(config: Mapping[str, str], key: str, default: bool) -> bool:
+    raw = _value(config, key)
+    if raw is None:
+        return default
+    if raw.lower() not in _FLAGS:
+        raise ValueError(f"{key} must be true or false, got {raw!r}")
+    return _FLAGS[raw.lower()]

@@ -6,8 +6,9 @@ requests share one fsync — and answers each with its offset once the commit is
 A single writer also makes "exactly one of several concurrent copies is not a duplicate"
 trivially true. Requests that arrive during a commit's fsync form the next batch.
 
-Frames: request  = u32 length | u32 id | u16 meta length | u16 headers length | meta JSON
+Frames: request  = u32 length | u32 id | u32 meta length | u32 headers length | meta JSON
                    | headers JSON (stored as is) | body bytes
+(32-bit lengths: a frame carries anything ingest accepts; KYCFLOW_MAX_BODY is far below 4 GiB.)
         response = u32 id | i64 offset (-1: not stored) | u8 duplicate
 """
 
@@ -26,26 +27,30 @@ from statemachines.envelope import RawEnvelope
 log = logging.getLogger("kycflow.writer")
 MAX_BATCH = 2000
 _RESPONSE = struct.Struct(">IqB")
-_HEAD = struct.Struct(">IIHH")
+_HEAD = struct.Struct(">IIII")
 
 
 class WriterUnavailable(Exception):
     """The writer could not durably store the envelope: answer 503, never 2xx."""
 
 
+class RecordTooLarge(Exception):
+    """The log refuses this envelope for its size, whatever the retry: answer 413."""
+
+
 def encode_request(request_id: int, env: RawEnvelope) -> bytes:
     provider, received_at, headers, body, key, sha, auth, remote = row_of(env)
     meta = json.dumps([provider, received_at, key, sha, auth, remote]).encode()
     encoded = headers.encode()
-    length = 4 + 2 + 2 + len(meta) + len(encoded) + len(body)
+    length = 4 + 4 + 4 + len(meta) + len(encoded) + len(body)
     return _HEAD.pack(length, request_id, len(meta), len(encoded)) + meta + encoded + body
 
 
 def decode_request(frame: bytes) -> tuple[int, Row]:
     """A frame (without its length prefix) as the row the writer stores, headers untouched."""
-    request_id, meta_len, headers_len = struct.unpack_from(">IHH", frame)
-    start = 8 + meta_len
-    provider, received_at, key, sha, auth, remote = json.loads(frame[8:start])
+    request_id, meta_len, headers_len = struct.unpack_from(">III", frame)
+    start = 12 + meta_len
+    provider, received_at, key, sha, auth, remote = json.loads(frame[12:start])
     headers = frame[start : start + headers_len].decode()
     return request_id, (
         provider,
