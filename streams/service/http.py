@@ -20,11 +20,12 @@ from aiohttp import web
 
 from ingest import rawlog
 from ingest.app import ingest_routes
-from ingest.kafka_log import KafkaAppender
+from ingest.kafka_log import KafkaAppender, record_limit
 from ingest.writer import WriterClient
 from projections.api import read_routes
 from streams.service.metrics import SharedMetrics
 from streams.service.openapi import openapi_route
+from streams.service.protocol import runner as make_runner
 
 if TYPE_CHECKING:
     from streams.service.supervisor import ServeSettings
@@ -58,10 +59,12 @@ async def run_http(
             kafka.topic("raw"),
             linger_ms=kafka.linger_ms,
             timeout=kafka.produce_timeout,
+            max_record=record_limit(settings.ingest.max_body),
         )
     )
+    recorder = metrics.recorder(slot)
     app = web.Application(client_max_size=settings.ingest.max_body)
-    app.add_routes(ingest_routes(settings.ingest, client, now_iso, metrics.recorder(slot)))
+    app.add_routes(ingest_routes(settings.ingest, client, now_iso, recorder))
     gauges = _gauges(settings.db, raw_path) if settings.kafka is None else dict
     app.add_routes(
         read_routes(
@@ -69,8 +72,7 @@ async def run_http(
         )
     )
     app.add_routes([openapi_route()])
-    # A short shutdown grace: an open /feed stream must not hold a stop for 60 s.
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+    runner = make_runner(app, settings.ingest, recorder)
     await runner.setup()
     await web.SockSite(runner, listener).start()
     try:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 PROVIDERS = ("idenfy", "ondato", "idwise")
-REFUSALS = (400, 401, 403, 404, 408, 413, 503)
+REFUSALS = (400, 401, 403, 404, 408, 413, 415, 431, 503)
 BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -30,6 +30,9 @@ class Layout:
         self.processed = self._take(1)
         self.ingest = self._take(len(BUCKETS) + 2)  # buckets, sum, count
         self.projection = self._take(len(BUCKETS) + 2)
+        self.connections = self._take(1)  # a gauge: each worker adds its opens and closes
+        self.header_timeouts = self._take(1)
+        self.malformed = self._take(1)
 
     def _take(self, width: int) -> int:
         start, self.size = self.size, self.size + width
@@ -71,6 +74,15 @@ class Recorder:
     def quarantined(self, provider: str) -> None:
         if provider in PROVIDERS:
             self._add(LAYOUT.quarantined + PROVIDERS.index(provider))
+
+    def connections(self, delta: int) -> None:
+        self._add(LAYOUT.connections, delta)
+
+    def header_timeout(self) -> None:
+        self._add(LAYOUT.header_timeouts)
+
+    def malformed(self) -> None:
+        self._add(LAYOUT.malformed)
 
     def projected(self, events: int, latencies: Sequence[float]) -> None:
         self._add(LAYOUT.processed, events)
@@ -122,6 +134,17 @@ class SharedMetrics:
                     f'status="{status}"}} {value:g}'
                 )
         lines += [
+            "# HELP kycflow_http_open_connections Open HTTP connections, all workers.",
+            "# TYPE kycflow_http_open_connections gauge",
+            f"kycflow_http_open_connections {self.total(LAYOUT.connections):g}",
+            "# HELP kycflow_http_header_timeouts_total Connections closed (408) because request "
+            "headers did not arrive within KYCFLOW_HEADER_TIMEOUT.",
+            "# TYPE kycflow_http_header_timeouts_total counter",
+            f"kycflow_http_header_timeouts_total {self.total(LAYOUT.header_timeouts):g}",
+            "# HELP kycflow_http_malformed_requests_total Requests refused before routing: "
+            "unparsable HTTP or oversized headers.",
+            "# TYPE kycflow_http_malformed_requests_total counter",
+            f"kycflow_http_malformed_requests_total {self.total(LAYOUT.malformed):g}",
             "# HELP kycflow_events_projected_total Raw-log events applied to projections.",
             "# TYPE kycflow_events_projected_total counter",
             f"kycflow_events_projected_total {self.total(LAYOUT.processed):g}",
