@@ -1,24 +1,38 @@
 # kycflow developer commands. `make test` is the contract: .ci/run calls exactly it.
+# `make run` and `make demo` install only what running needs; the development tools
+# (pytest, ruff, mypy, import-linter, the Kafka test broker) come with `make test`/`make dev`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
+RUNTIME := $(VENV)/.installed-runtime
+# Runtime and development tools; the name predates the split, so existing venvs stay valid.
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test lint typecheck imports diagrams compose unit bench bench-core bench-service bench-kafka fmt clean
+.PHONY: install dev run demo test lint typecheck imports diagrams compose unit bench bench-core bench-service bench-kafka fmt clean
 
-$(STAMP): pyproject.toml
+$(PY):
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
 
-install: $(STAMP)
+$(RUNTIME): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	touch $(RUNTIME)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP) $(RUNTIME)
+
+## install: kycflow and what it needs to run, in $(VENV)
+install: $(RUNTIME)
+
+## dev: install, plus the development and test tools
+dev: $(STAMP)
 
 ## run: install, then run the service (embedded: SQLite, no broker) on 127.0.0.1:8080
-run: $(STAMP)
+run: $(RUNTIME)
 	$(VENV)/bin/kycflow serve
 
 ## demo: run the service and send it realistic signed traffic from all three providers
-demo: $(STAMP)
+demo: $(RUNTIME)
 	$(PY) -m streams.simulator.demo
 
 ## test: everything CI runs — lint, types, import rules, diagram check, the test suite
