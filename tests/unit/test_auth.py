@@ -359,6 +359,10 @@ FULL_CONFIG = {
     "KYCFLOW_MAX_BODY": "65536",
     "KYCFLOW_READ_TIMEOUT": "2.5",
     "KYCFLOW_ONDATO_TOKEN_TTL": "600",
+    "KYCFLOW_HEADER_TIMEOUT": "3",
+    "KYCFLOW_KEEPALIVE_TIMEOUT": "120.5",
+    "KYCFLOW_MAX_HEADER_SIZE": "16384",
+    "KYCFLOW_ACCESS_LOG": " Off ",
 }
 
 
@@ -380,6 +384,10 @@ def test_settings_read_every_documented_key() -> None:
         max_body=65536,
         read_timeout=2.5,
         token_ttl=600,
+        header_timeout=3.0,
+        keepalive_timeout=120.5,
+        max_header_size=16384,
+        access_log=False,
     )
 
 
@@ -387,6 +395,8 @@ def test_settings_treat_empty_values_as_unset_and_default_to_fail_closed() -> No
     settings = IngestSettings.from_config(dict.fromkeys(FULL_CONFIG, "  "))
     assert settings == IngestSettings.from_config({}) == IngestSettings()
     assert (settings.max_body, settings.read_timeout, settings.token_ttl) == (1048576, 10.0, 3600)
+    assert (settings.header_timeout, settings.keepalive_timeout) == (10.0, 75.0)
+    assert (settings.max_header_size, settings.access_log) == (8192, True)
     for provider in ("idenfy", "ondato", "idwise"):
         assert rejected(provider, {"Authorization": "Bearer "}, settings).status == 401
 
@@ -402,6 +412,11 @@ def test_settings_treat_empty_values_as_unset_and_default_to_fail_closed() -> No
         ("KYCFLOW_READ_TIMEOUT", "nan"),
         ("KYCFLOW_READ_TIMEOUT", "-1"),
         ("KYCFLOW_ONDATO_TOKEN_TTL", "inf"),
+        ("KYCFLOW_MAX_BODY", str(256 * 1024 * 1024 + 1)),  # SQLite refuses values over 1e9
+        ("KYCFLOW_HEADER_TIMEOUT", "0"),
+        ("KYCFLOW_KEEPALIVE_TIMEOUT", "soon"),
+        ("KYCFLOW_MAX_HEADER_SIZE", "65537"),
+        ("KYCFLOW_ACCESS_LOG", "maybe"),
         ("KYCFLOW_IDWISE_HEADER", "X-IDWise-Secret idw-header"),
         ("KYCFLOW_IDWISE_HEADER", "Bad Name: idw-header"),
         ("KYCFLOW_IDWISE_HEADER", "X-IDWise-Secret:"),
@@ -429,6 +444,18 @@ def test_settings_repr_shows_no_secret() -> None:
     for secret in ("new-key", "old-key", "pa:ss-w0rd", "cs-123", "idw-token", "idw-header"):
         assert secret not in text
     assert "max_body=65536" in text
+
+
+@pytest.mark.parametrize(
+    "value,expected", [("true", True), ("1", True), ("NO", False), ("0", False)]
+)
+def test_the_access_log_setting_reads_common_spellings(value: str, expected: bool) -> None:
+    assert IngestSettings.from_config({"KYCFLOW_ACCESS_LOG": value}).access_log is expected
+
+
+def test_the_custom_idwise_header_is_a_secret_header_by_its_lower_case_name() -> None:
+    assert IngestSettings.from_config(FULL_CONFIG).secret_headers == {"x-idwise-secret"}
+    assert IngestSettings().secret_headers == frozenset()
 
 
 def test_credential_keys_name_every_secret_and_nothing_else() -> None:
