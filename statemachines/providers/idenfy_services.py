@@ -64,6 +64,9 @@ def aml_monitoring(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised
 
 
 def aml_monitoring_expiration(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
+    if integer(doc, "usersToExtend") is None and integer(doc, "usersToExpire") is None:
+        # The header is not signed: only a body of this shape is this notice.
+        return unrecognised(env, f"{header} without usersToExtend/usersToExpire", header)
     note = (
         f"{integer(doc, 'usersToExtend') or 0} monitored users to extend, "
         f"{integer(doc, 'usersToExpire') or 0} to expire"
@@ -142,6 +145,9 @@ def order_status(kind: str) -> Handler:
 
 def account_check(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
     # `status` is an integer enum 1..5 whose meanings are undocumented: keep it verbatim.
+    # It is also what tells this body from others (the header is not signed).
+    if integer(doc, "status") is None:
+        return unrecognised(env, f"{header} without its integer status", header)
     return small(
         env,
         header,

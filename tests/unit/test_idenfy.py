@@ -355,6 +355,8 @@ class TestBadInputIsQuarantinedNeverRaised:
             ("FACIAL_AUTHENTICATION", {"status": "Frobnicated"}),
             ("GOV_ORDERED_DOCUMENT", {"status": "FROBNICATED"}),
             ("AGE_ESTIMATION", {"status": "FROBNICATED"}),
+            ("ACCOUNT_CHECK", {"status": None}),
+            ("AML_MONITORING_EXPIRATION", {"usersToExtend": None, "usersToExpire": None}),
         ],
     )
     def test_unknown_status(self, header: str, changes: dict[str, Any]) -> None:
