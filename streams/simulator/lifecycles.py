@@ -60,25 +60,43 @@ AUTO, MANUAL = "IDENTIFICATION_AUTO_FINISHED", "IDENTIFICATION_MANUAL_FINISHED"
 def idenfy_kyc_lifecycle(rng: random.Random, clock: Clock) -> list[Webhook]:
     """Preliminary then manual result, or a final automatic one; resubmission; expiry."""
     scan = uid(rng)
+    # The integrator's ids, given at token creation and returned as-is in every webhook.
+    client = f"client-{rng.randrange(10**6)}"
+    who = (client, f"order-{rng.randrange(10**6)}" if rng.random() < 0.5 else None)
     path = rng.choices(("review", "auto", "resubmit", "expire", "cancel"), (5, 3, 2, 1, 1))[0]
     if path in ("expire", "cancel"):  # the user never finished: no decision in this attempt
         header = "IDENTIFICATION_EXPIRED" if path == "expire" else "IDENTIFICATION_CANCELLED"
         start = clock.epoch()
-        return [idenfy_identification(header, scan, overall="EXPIRED", start=start, finish=start)]
+        ended = partial(idenfy_identification, client_id=who[0], external_ref=who[1])
+        return [ended(header, scan, overall="EXPIRED", start=start, finish=start)]
     if path != "resubmit":
-        return _idenfy_attempt(rng, clock, scan, AUTO, review=path == "review")
-    denied = _idenfy_attempt(rng, clock, scan, AUTO, review=True, verdict="DENIED")
+        return _idenfy_attempt(rng, clock, scan, AUTO, who, review=path == "review")
+    denied = _idenfy_attempt(rng, clock, scan, AUTO, who, review=True, verdict="DENIED")
     # The resubmission and its results carry a later startTime: that makes attempt 2.
     resubmitted = "IDENTIFICATION_RESUBMITTED"
-    return denied + _idenfy_attempt(rng, clock, scan, resubmitted, review=rng.random() < 0.5)
+    return denied + _idenfy_attempt(rng, clock, scan, resubmitted, who, review=rng.random() < 0.5)
 
 
 def _idenfy_attempt(
-    rng: random.Random, clock: Clock, scan: str, opener: str, *, review: bool, verdict: str = ""
+    rng: random.Random,
+    clock: Clock,
+    scan: str,
+    opener: str,
+    who: tuple[str, str | None],
+    *,
+    review: bool,
+    verdict: str = "",
 ) -> list[Webhook]:
     """The automatic result and, when it was preliminary, the reviewer's (same startTime)."""
     start = clock.epoch()
-    result = partial(idenfy_identification, scan_ref=scan, start=start, finish=clock.epoch())
+    result = partial(
+        idenfy_identification,
+        scan_ref=scan,
+        start=start,
+        finish=clock.epoch(),
+        client_id=who[0],
+        external_ref=who[1],
+    )
     verdict = verdict or rng.choices(("APPROVED", "DENIED", "SUSPECTED"), (6, 2, 1))[0]
     tags = ("DOCUMENT_NUMBER",) if verdict == "DENIED" else ()
     if not review:
@@ -133,7 +151,9 @@ def idenfy_aml_lifecycle(rng: random.Random, clock: Clock) -> list[Webhook]:
                 "isActive": True,
                 "expiration": clock.utc(),
                 "scanRefList": [uid(rng)],
+                # v3 status and the v2 alertStatus: both are sent (AML migration guide).
                 "status": "ALERT" if flagged else "ACTIVE",
+                "alertStatus": "ALERT" if flagged else "ACCEPTED",
                 "pepsStatus": "FLAGS_FOUND" if flagged else "NO_FLAGS",
                 "sanctionsStatus": "NO_FLAGS",
                 "adverseMediaStatus": "NO_FLAGS",
@@ -146,10 +166,12 @@ def idenfy_aml_lifecycle(rng: random.Random, clock: Clock) -> list[Webhook]:
 def ondato_kyc_lifecycle(rng: random.Random, clock: Clock) -> list[Webhook]:
     """IDV status changes around the KYC identification; envelope createdUtc increases."""
     idv, kyc = uid(rng), uid(rng)
+    reference = f"customer-{rng.randrange(10**6)}"
     path = rng.choices(("Approved", "Rejected", "Aborted", "Expired"), (6, 2, 1, 1))[0]
 
-    def status(value: str) -> Webhook:
-        return ondato_idv(value, idv, webhook_id=uid(rng), created=clock.utc())
+    def status(value: str) -> Webhook:  # the IDV resource carries the integrator's reference
+        stamp = {"webhook_id": uid(rng), "created": clock.utc(), "delivered": clock.utc()}
+        return ondato_idv(value, idv, external_ref=reference, **stamp)
 
     def step(event: str, reason: str | None = None, state: str | None = None) -> Webhook:
         stamp = {"webhook_id": uid(rng), "created": clock.utc()}
