@@ -2,8 +2,8 @@
 
 The signature covers the body only, never that header, so the outcome follows what the
 signed bytes say: the header may only choose among the readings the body supports
-(expired vs canceled for a final body without a decision; auto vs manual for a decision
-whose body cannot tell), and the delivery is keyed by the body alone (`keys.idenfy_key`),
+(expired vs canceled for a body that is no preliminary result; auto vs manual for a
+decision whose body cannot tell), and the delivery is keyed by the body alone (`keys.idenfy_key`),
 so the same signed body under another header is a duplicate.
 
 KYC attempts are told apart by `startTime` (design.md §4c). Legacy result callbacks
@@ -135,7 +135,7 @@ def _kyc(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
 
     final = _final(doc)
     ending = ENDINGS.get(header)
-    if ending is not None and final:  # a body still awaiting its manual result cannot end
+    if ending is not None and not _awaits_review(doc, overall):
         return emit(ending, TERMINAL, None, True)
     if overall in EXPIRED_OVERALL:
         return emit("expired", TERMINAL, None, True)
@@ -149,6 +149,13 @@ def _kyc(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
     decided_by = _decider(doc, header)
     klass = MANUAL_DECISION if decided_by == "manual" else AUTO_DECISION
     return emit(DECISIONS[overall], klass, decided_by, True)
+
+
+def _awaits_review(doc: JsonObject, overall: str) -> bool:
+    """A preliminary result (`final: false` on a result) says a manual one follows: it is
+    no expiry or cancellation, whatever the unsigned header claims. iDenfy documents no
+    `final` value for IDENTIFICATION_EXPIRED/CANCELLED, so their own bodies pass."""
+    return doc.get("final") is False and (overall in DECISIONS or overall == "REVIEWING")
 
 
 def _final(doc: JsonObject) -> bool:

@@ -508,6 +508,15 @@ class TestTheSignedBodyDecidesTheOutcome:
         event = canonical(reheader(manual, "IDENTIFICATION_AUTO_FINISHED"))
         assert (event.decided_by, event.order.klass) == ("manual", 5)
 
+    @pytest.mark.parametrize("final", [True, False, None])
+    def test_an_ending_without_a_result_ends_whatever_its_final_flag(
+        self, final: bool | None
+    ) -> None:
+        # The docs give no `final` value for EXPIRED/CANCELLED ("—"): only a preliminary
+        # result (final: false on a decision or REVIEWING) refuses the ending.
+        ended = idenfy_identification(CANCELLED, final=final, overall="ACTIVE")
+        assert (canonical(ended).status, canonical(ended).final) == ("canceled", True)
+
     def test_the_header_chooses_expiry_or_cancellation_of_a_final_body(self) -> None:
         ended = idenfy_identification("IDENTIFICATION_EXPIRED", final=True, overall="EXPIRED")
         assert canonical(ended).status == "expired"
