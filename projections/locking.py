@@ -31,6 +31,7 @@ import enum
 import errno
 import fcntl
 import os
+import sqlite3
 import struct
 import time
 from collections.abc import Iterator
@@ -184,3 +185,19 @@ def _current(fd: int, path: Path) -> bool:
         return False
     opened = os.fstat(fd)
     return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
+
+
+def tidy(database: str | Path) -> None:
+    """Leave no -wal and -shm beside a database nobody uses any more.
+
+    The last connection to close folds the WAL into the database and removes both files;
+    a read-only connection cannot, and connections a process never closed did not. So
+    this opens it read-write once more and closes it: if someone still has it open (a
+    service, an analyst's shell), the files stay, as they must. Never creates a database.
+    """
+    uri = f"file:{Path(database).absolute()}?mode=rw"
+    with (
+        contextlib.suppress(sqlite3.Error),
+        contextlib.closing(sqlite3.connect(uri, uri=True)) as db,
+    ):
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()

@@ -90,7 +90,7 @@ def _serve(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             settings = ServeSettings.from_config(load_config(env, database))
-        return serve(settings, ready=lambda url: console.print(f"kycflow serving on {url}"))
+        return serve(settings)  # it says where it listens, once
     except sqlite3.Error as exc:  # e.g. a read-only file system that os.access misses
         return _fail(describe(exc, database))
     except OSError as exc:

@@ -2,9 +2,10 @@
 
 The raw log is the source of truth; projections are derived. Replay folds the whole log (or
 the part received up to `--until`) into a fresh database with the same code the live
-processor runs, so the tables come out identical. By default it rebuilds in place, with
-the server stopped, or else into `--to`; either way into a file beside the destination,
-then an atomic rename, so the destination holds the old file or the whole new one.
+processor runs, so the tables come out identical. By default it rebuilds in place, or
+else into `--to`; either way into a file beside the destination, then an atomic rename, so
+the destination holds the old file or the whole new one. It refuses a destination that a
+service serves or another process writes (a live service would go on writing the old file).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import signal
 import sys
 import zlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from multiprocessing.process import BaseProcess
@@ -30,11 +31,13 @@ from typing import Any
 from sqlite_utils import Database
 
 from ingest import rawlog
+from projections.locking import DatabaseInUse, Role, claim, tidy
 from projections.schema import PROJECTION_TABLES, open_projections
 from projections.store import ProjectionStore
 from statemachines.envelope import RawEnvelope
 from statemachines.events import CanonicalEvent, Order, Subject, Unrecognised
 from statemachines.normalise import normalise
+from streams.config import KycflowError
 from streams.tuning import tune_gc
 
 Progress = Callable[[int], None]  # called with the number of envelopes just read and routed
@@ -59,6 +62,27 @@ def rebuild(
     """
     if not raw_path.exists():
         raise FileNotFoundError(f"no raw log at {raw_path}")
+    try:
+        with _claimed(target):
+            return _rebuild_into(raw_path, target, until, progress)
+    finally:
+        tidy(raw_path)  # read-only readers leave its -wal and -shm when it is not in use
+
+
+@contextlib.contextmanager
+def _claimed(target: str) -> Iterator[None]:
+    """The destination to itself: no service serves it and no one else writes it."""
+    try:
+        held = claim(target, Role.SERVE, Role.WRITER)
+    except DatabaseInUse as exc:
+        raise KycflowError(
+            f"{exc}; stop it before replaying into this file, or replay --to another file"
+        ) from None
+    with held:
+        yield
+
+
+def _rebuild_into(raw_path: Path, target: str, until: str | None, progress: Progress | None) -> int:
     tune_gc()
     with contextlib.closing(rawlog.connect(raw_path, readonly=True)) as raw:
         last = rawlog.last_offset(raw)

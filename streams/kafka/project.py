@@ -15,9 +15,11 @@ from collections.abc import Callable
 
 from kafka import KafkaConsumer, TopicPartition
 
+from projections.locking import DatabaseInUse, Role, claim
 from projections.schema import open_projections
 from projections.topics import Record, TopicProjection
 from statemachines.codec import ANNOTATIONS, QUARANTINE, STATUS, TRANSITIONS
+from streams.config import KycflowError
 from streams.kafka.config import KafkaSettings, ensure_topics
 from streams.stopping import StopFlag
 
@@ -34,6 +36,10 @@ def run_projector(
     on_batch: Callable[[int], None] | None = None,
 ) -> int:
     """Project until SIGTERM/SIGINT (or `stopping()`); returns the records applied."""
+    try:  # the one writer of this database: refused while an embedded serve or replay is
+        writing = claim(db_path, Role.WRITER)
+    except DatabaseInUse as exc:
+        raise KycflowError(str(exc)) from None
     flag = StopFlag()
     if stopping is None:
         signal.signal(signal.SIGTERM, flag.set)
@@ -59,6 +65,7 @@ def run_projector(
     finally:
         consumer.close()
         projection.db.close()
+        writing.release()
     return applied
 
 

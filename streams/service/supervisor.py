@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import errno
 import logging
 import multiprocessing
 import os
 import signal
 import socket
+import struct
+import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -35,9 +39,12 @@ import uvloop
 from ingest import rawlog
 from ingest.settings import IngestSettings
 from ingest.writer import run_writer
+from projections.locking import DatabaseInUse, Role, claim, tidy
 from projections.schema import open_projections
+from streams.config import KycflowError
 from streams.embedded.processor import run_processor
 from streams.kafka.config import KafkaSettings, ensure_topics
+from streams.service import banner
 from streams.service.http import run_http
 from streams.service.metrics import SharedMetrics
 from streams.stopping import StopFlag
@@ -45,6 +52,8 @@ from streams.tuning import tune_gc
 
 log = logging.getLogger("kycflow.serve")
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+PR_SET_PDEATHSIG = 1
+_UCRED = struct.Struct("3i")  # SO_PEERCRED: pid, uid, gid
 
 
 @dataclass(frozen=True)
@@ -89,21 +98,40 @@ def _integer(config: dict[str, str], name: str, default: int, *, upto: int) -> i
 
 
 def serve(settings: ServeSettings, ready: Callable[[str], None] | None = None) -> int:
+    """Run until SIGTERM/SIGINT; KycflowError, before anything starts, when another service
+    holds the database or the port."""
+    # Embedded mode also writes the projections (its processor); Kafka mode only reads
+    # them, written by `kycflow project`.
+    roles = (Role.SERVE,) if settings.kafka else (Role.SERVE, Role.WRITER)
+    with contextlib.ExitStack() as held:
+        held.enter_context(_claimed(settings.db, roles))
+        guard = held.enter_context(_port_guard(settings.port))
+        listeners = _listen(settings.host, settings.port, settings.workers)
+        for listener in listeners:
+            held.callback(listener.close)  # already closed once the workers hold them
+        scratch = held.enter_context(tempfile.TemporaryDirectory(prefix="kycflow-"))
+        open_projections(settings.db).close()  # migrated before any worker serves reads
+        children, backends = _start(settings, listeners, os.path.join(scratch, "writer.sock"))
+        print(banner.report(settings), file=sys.stderr, flush=True)
+        if ready is not None:
+            ready(f"http://{settings.host}:{settings.port}")
+        code = _supervise(children, backends, guard)
+        _tidy(settings)
+    return code
+
+
+def _start(
+    settings: ServeSettings, listeners: list[socket.socket], socket_path: str
+) -> tuple[list[BaseProcess], int]:
+    """Fork the children; returns them and how many are back ends (stopped last)."""
     raw_path = rawlog.raw_log_path(settings.db)
-    open_projections(settings.db).close()  # migrated before any worker serves reads
-    socket_path = os.path.join(tempfile.mkdtemp(prefix="kycflow-"), "writer.sock")
     metrics = SharedMetrics(slots=settings.workers + 1)
-    # One listening socket per worker with SO_REUSEPORT: the kernel spreads connections
-    # evenly. (With one shared socket, long-lived connections pile onto one worker.)
-    listeners = [
-        socket.create_server((settings.host, settings.port), backlog=2048, reuse_port=True)
-        for _ in range(settings.workers)
-    ]
     ctx = multiprocessing.get_context("fork")
     children: list[BaseProcess] = []
     if settings.kafka is not None:
         _create_topics(settings.kafka)
     else:  # embedded: one writer owns the raw log, the processor projects it
+        log.debug("raw-log writer socket: %s", socket_path)
         children.append(
             ctx.Process(target=_writer_main, args=(socket_path, raw_path), name="writer")
         )
@@ -128,12 +156,96 @@ def serve(settings: ServeSettings, ready: Callable[[str], None] | None = None) -
         child.start()
     for listener in listeners:
         listener.close()  # the workers hold them now
-    address = f"http://{settings.host}:{settings.port}"
-    mode = f"Kafka mode, {settings.kafka.bootstrap}" if settings.kafka else "embedded"
-    log.info("kycflow listening on %s (%d HTTP workers, %s)", address, settings.workers, mode)
-    if ready is not None:
-        ready(address)
-    return _supervise(children, backends)
+    return children, backends
+
+
+# --- one service per database and per port -------------------------------------------------
+@contextlib.contextmanager
+def _claimed(db: str, roles: tuple[Role, ...]) -> Iterator[None]:
+    """The database's roles, held until the service stops (the children share them)."""
+    try:
+        held = claim(db, *roles)
+    except DatabaseInUse as exc:
+        raise KycflowError(str(exc)) from None
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise KycflowError(f"cannot lock the database {Path(db).absolute()}: {reason}") from None
+    with held:
+        yield
+
+
+@contextlib.contextmanager
+def _port_guard(port: int) -> Iterator[socket.socket]:
+    """The port, claimed among kycflow services.
+
+    The HTTP workers listen with SO_REUSEPORT, which would let any process of the same user
+    join the port and take a share of its connections: two services would split webhooks
+    between two databases. So the port is also claimed by binding the abstract Unix socket
+    "kycflow-port-N": the kernel allows one per name in a network namespace (the scope of
+    ports too), frees it when the last process holding it exits, and it leaves no file.
+    It listens, so a refused service can read the holder's pid (SO_PEERCRED).
+    """
+    guard = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        guard.bind(f"\0kycflow-port-{port}")
+    except OSError as exc:
+        guard.close()
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        holder = _guard_holder(port)
+        raise KycflowError(_port_in_use(port, holder)) from None
+    with guard:
+        guard.listen(16)
+        guard.setblocking(False)
+        yield guard
+
+
+def _port_in_use(port: int, pid: int | None = None) -> str:
+    return f"port {port} is in use" + (f" by kycflow pid {pid}" if pid else "")
+
+
+def _guard_holder(port: int) -> int | None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.setblocking(False)
+        try:
+            probe.connect(f"\0kycflow-port-{port}")
+        except OSError:
+            return None
+        credentials = probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+        return int(_UCRED.unpack(credentials)[0]) or None
+
+
+def _drain(guard: socket.socket) -> None:
+    """Let go of the connections refused services made to read our pid."""
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            guard.accept()[0].close()
+
+
+def _listen(host: str, port: int, count: int) -> list[socket.socket]:
+    """One SO_REUSEPORT listening socket per HTTP worker: the kernel spreads connections
+    evenly (with one shared socket, long-lived connections pile onto one worker).
+
+    First a plain bind: it fails if anything holds the port, even a program that set
+    SO_REUSEPORT itself, which our sockets would otherwise join.
+    """
+    listeners: list[socket.socket] = []
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET  # names: IPv4
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as create_server
+            probe.bind((host, port))
+        for _ in range(count):
+            listeners.append(
+                socket.create_server((host, port), family=family, backlog=2048, reuse_port=True)
+            )
+    except OSError as exc:
+        for listener in listeners:
+            listener.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise KycflowError(_port_in_use(port)) from None
+        raise KycflowError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return listeners
 
 
 def _create_topics(kafka: KafkaSettings) -> None:
@@ -148,7 +260,7 @@ def _create_topics(kafka: KafkaSettings) -> None:
         log.info("created Kafka topics: %s", ", ".join(created))
 
 
-def _supervise(children: list[BaseProcess], backends: int) -> int:
+def _supervise(children: list[BaseProcess], backends: int, guard: socket.socket) -> int:
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -158,6 +270,7 @@ def _supervise(children: list[BaseProcess], backends: int) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     while not stopping and all(child.is_alive() for child in children):
+        _drain(guard)
         time.sleep(0.2)
     crashed = [c.name for c in children if not c.is_alive()]
     if crashed and not stopping:
@@ -169,6 +282,14 @@ def _supervise(children: list[BaseProcess], backends: int) -> int:
     for child in children[:backends]:
         _stop(child)
     return 1 if crashed and not stopping else 0
+
+
+def _tidy(settings: ServeSettings) -> None:
+    """No -wal and -shm left beside the databases (the children's connections, gone with
+    them, may not have been closed)."""
+    tidy(settings.db)
+    if settings.kafka is None:
+        tidy(rawlog.raw_log_path(settings.db))
 
 
 def _stop(child: BaseProcess, grace: float = 10.0) -> None:
@@ -192,6 +313,12 @@ def _wait_for(path: Path, timeout: float = 10.0) -> None:
 # --- child processes ----------------------------------------------------------------------
 def _quiet_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us
+    # Stop with the supervisor even if it is killed: orphans would go on serving the port and
+    # holding the database, with no one to stop them.
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # it died before the line above
+        os.kill(os.getpid(), signal.SIGTERM)
     tune_gc()
 
 
