@@ -348,6 +348,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Owner-only files: the databases (and SQLite's -wal/-shm, which take the database's
+    # mode), replay output and the credentials hold personal data or secrets.
+    os.umask(0o077)
     args = parser().parse_args(argv)
     try:
         code = int(args.handler(args))
