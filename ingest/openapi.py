@@ -74,9 +74,25 @@ WEBHOOK_SECURITY: list[Schema] = [
     {name: []} for name in ("idenfySignature", "basic", "ondatoOAuth2", "providerBearer")
 ]
 
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}}
+CHALLENGE = {
+    "WWW-Authenticate": {
+        "description": "Ondato: Basic; IDWise: Bearer; iDenfy signs, so sends none.",
+        "schema": {"type": "string"},
+    }
+}
+
 WEBHOOK = {
     "post": {
         "summary": "Receive a provider webhook; 202 once it is durably in the raw log.",
+        "description": (
+            "Authentication is checked over the exact bytes received, which are then stored "
+            "byte for byte, whatever they are: a body the core cannot read (not JSON, not an "
+            "object, an unknown event) is still accepted with 202 and quarantined by the "
+            "processor with the reason, so nothing authenticated is lost and a fix can "
+            "replay it. Only identity encodings are accepted: a compressed body would not be "
+            "the bytes the signature covers."
+        ),
         "security": WEBHOOK_SECURITY,
         "parameters": [
             {
@@ -89,18 +105,32 @@ WEBHOOK = {
         ],
         "requestBody": {
             "required": True,
-            "description": "The provider's raw JSON body, stored byte for byte.",
-            "content": {"application/json": {"schema": {"type": "object"}}},
+            "description": (
+                "The provider's raw body, usually a JSON object; any bytes are accepted once "
+                "authenticated (see above). The Content-Type is not checked."
+            ),
+            "content": {"application/json": {"schema": {}}},
         },
         "responses": {
             "202": _json("Durably appended.", _ref("Accepted")),
-            "400": _error("Malformed request."),
-            "401": _error("Bad or missing credentials."),
-            "403": _error("Remote address not allowed."),
+            "400": _error(
+                "Broken body framing, a kept header sent twice, or a delivery id longer "
+                "than 512 characters."
+            ),
+            "401": {
+                **_error("Bad, missing or repeated credentials, or none configured."),
+                "headers": CHALLENGE,
+            },
+            "403": _error("Remote address not allowed (KYCFLOW_ONDATO_ALLOWED_IPS)."),
             "404": _error("Unknown provider."),
-            "408": _error("Body not received in time."),
-            "413": _error("Body too large."),
-            "503": _error("Raw log unavailable; retry."),
+            "408": _error("Body not received within KYCFLOW_READ_TIMEOUT."),
+            "413": _error("Body larger than KYCFLOW_MAX_BODY (or than the Kafka record limit)."),
+            "415": _error(
+                "A Content-Encoding other than identity, or a Transfer-Encoding other than "
+                "chunked, however spelled or repeated."
+            ),
+            "431": _error("A kept header's value is longer than 1024 characters."),
+            "503": {**_error("Raw log unavailable; retry."), "headers": RETRY_AFTER},
         },
     }
 }
@@ -123,9 +153,20 @@ TOKEN = {
             },
         },
         "responses": {
-            "200": _json("A bearer token.", _ref("Token")),
-            "400": _json("Invalid request or grant type.", _ref("OAuthError")),
-            "401": _json("Client authentication failed; no token.", _ref("OAuthError")),
+            "200": _json("A bearer token (sent with Cache-Control: no-store).", _ref("Token")),
+            "400": _json(
+                "Invalid request or grant type, a repeated parameter, a malformed form body.",
+                _ref("OAuthError"),
+            ),
+            "401": {
+                **_json("Client authentication failed; no token.", _ref("OAuthError")),
+                "headers": {"WWW-Authenticate": {"schema": {"const": "Basic"}}},
+            },
+            "408": _json("Form not received within KYCFLOW_READ_TIMEOUT.", _ref("OAuthError")),
+            "413": _json("Form body too large.", _ref("OAuthError")),
+            "415": _json(
+                "Not application/x-www-form-urlencoded, or an encoded body.", _ref("OAuthError")
+            ),
         },
     }
 }

@@ -39,12 +39,16 @@ def _param(place: str, name: str, description: str, **schema: Any) -> Schema:
 
 
 READ_ERRORS = {
-    "401": _error(
-        "Missing, wrong or repeated API token, when `KYCFLOW_API_TOKEN` is set (sent with "
-        "`WWW-Authenticate: Bearer`)."
-    ),
-    "503": _error("The projections database cannot be read yet; retry."),
+    "401": {
+        **_error("Missing, wrong or repeated API token, when `KYCFLOW_API_TOKEN` is set."),
+        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer"}},
+    },
+    "503": {
+        **_error("The projections database cannot be read yet (`reason` says why); retry."),
+        "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds."}},
+    },
 }
+UNKNOWN = _error("Unknown subject (also for a provider or kind outside the lists).")
 SUBJECT = [
     _param("path", "provider", "Provider of the subject.", enum=list(PROVIDERS)),
     _param("path", "kind", "Subject kind.", enum=list(KINDS)),
@@ -214,12 +218,12 @@ PATHS: dict[str, Schema] = {
     "/verifications": LISTING,
     "/verifications/{provider}/{kind}/{id}": _get(
         "A subject's current verification status.",
-        {"200": _json("Found.", _ref("Verification")), "404": _error("Unknown subject.")},
+        {"200": _json("Found.", _ref("Verification")), "404": UNKNOWN},
         parameters=SUBJECT,
     ),
     "/verifications/{provider}/{kind}/{id}/history": _get(
         "A subject's transitions and every delivery that touched it.",
-        {"200": _json("Found.", _ref("History")), "404": _error("Unknown subject.")},
+        {"200": _json("Found.", _ref("History")), "404": UNKNOWN},
         parameters=SUBJECT,
     ),
     "/feed": FEED,

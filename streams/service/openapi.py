@@ -7,11 +7,13 @@ test walks the served application's router and fails when a route is not describ
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from aiohttp import web
 
 from ingest import openapi as ingest
+from ingest.settings import MAX_HEADERS, MAX_REQUEST_LINE
 from projections import openapi as read
 
 Schema = dict[str, Any]
@@ -35,6 +37,32 @@ SPEC: Schema = {
     }
 }
 
+# What the hardened HTTP server (streams/service/protocol.py) answers before any route runs,
+# so on every operation; a route's own answer with the same status keeps its description.
+_PROTOCOL = {
+    "400": "Malformed HTTP request.",
+    "408": "Request headers not received within KYCFLOW_HEADER_TIMEOUT (the connection closes).",
+    "414": f"Request line longer than {MAX_REQUEST_LINE} bytes.",
+    "431": f"A header field over KYCFLOW_MAX_HEADER_SIZE bytes, or over {MAX_HEADERS} fields.",
+}
+
+
+def _with_protocol_errors(paths: dict[str, Schema]) -> dict[str, Schema]:
+    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    result = copy.deepcopy(paths)
+    for item in result.values():
+        for operation in item.values():
+            responses = operation["responses"]
+            for status, description in _PROTOCOL.items():
+                if status in responses:
+                    responses[status]["description"] += (
+                        f" Or: {description[0].lower()}{description[1:]}"
+                    )
+                else:
+                    responses[status] = {"description": description, **error}
+    return result
+
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -43,7 +71,7 @@ OPENAPI: dict[str, Any] = {
         "description": "KYC/KYB provider webhooks in, verification status out.",
     },
     "security": [{"apiToken": []}],
-    "paths": {**ingest.PATHS, **read.PATHS, "/openapi.json": SPEC},
+    "paths": _with_protocol_errors({**ingest.PATHS, **read.PATHS, "/openapi.json": SPEC}),
     "components": {
         "schemas": {"Error": ERROR, **ingest.SCHEMAS, **read.SCHEMAS},
         "securitySchemes": {**ingest.SECURITY_SCHEMES, **read.SECURITY_SCHEMES},
