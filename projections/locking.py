@@ -4,8 +4,8 @@ migration at a time.
 Roles: `serve` (one service per database, either mode) and `writer` (the one process that
 writes the projections: embedded `serve`'s processor, Kafka-mode `project`, `replay`). Kafka
 mode's `serve` and `project` share a database, so they hold one role each; an embedded
-`serve` and an in-place `replay` hold both. A second claim of a held role fails at once,
-naming the holder's pid.
+`serve`, and `replay` on the file it rebuilds, hold both. A second claim of a held role
+fails at once, naming the holder's pid.
 
 Each role is a Linux OFD lock on one byte of `<db>.lock`, a file beside the database that
 exists only while someone holds a role. Not a lock on the database itself: SQLite uses POSIX
@@ -21,7 +21,8 @@ byte `(role + 1) * 2**32 + pid`, and F_OFD_GETLK over that range finds it as an 
 No stray file: whoever leaves last locks every role byte, which proves no one else holds
 one, and removes the file before letting go. Someone who opened the file just before would
 then lock a deleted file, so every lock is followed by a check that the path still names
-the file locked, and a new attempt if not.
+the file locked, and a new attempt if not. (`tidy` does the same for SQLite's -wal and
+-shm files once a database is no longer in use.)
 """
 
 from __future__ import annotations
