@@ -9,8 +9,9 @@ needs, so this subclass:
   and a fitting status (431 oversized headers, 414 an oversized request line);
 - counts open connections for /metrics, and writes the access log.
 
-It relies on three attributes of aiohttp's RequestHandler (`_request_count`, `_waiter`,
-`transport`); tests/e2e/test_ingest_attacks.py fails if an aiohttp upgrade changes them.
+It relies on attributes of aiohttp's RequestHandler (`_request_count`, `_waiter`,
+`_messages`, `_current_request`); tests/e2e/test_ingest_attacks.py fails if an aiohttp
+upgrade changes them.
 """
 
 from __future__ import annotations
@@ -140,12 +141,21 @@ class _Handler(RequestHandler):
         super().data_received(data)
         if self._request_count != parsed:  # a head was parsed (or refused): deadline met
             self._disarm()
+            if self._current_request is not None:
+                self._fail_body(self._current_request)
             if self.hooks.access:
                 self.arrivals.extend([time.perf_counter()] * (self._request_count - parsed))
         elif data and self._waiter is not None:  # idle until now: a new head has begun
             self.head_partial = True
             if self.head_timer is None:
                 self._arm()
+
+    def _fail_body(self, request: BaseRequest) -> None:
+        """Broken framing mid-body (say LF-only chunks): aiohttp queues the parse error as
+        the next request and leaves the current body waiting; fail its read now (400)
+        rather than at the read deadline (408)."""
+        if self._messages and getattr(self._messages[-1][0], "exc", None) is not None:
+            request.content.set_exception(web.RequestPayloadError("framing"))
 
     def log_access(
         self, request: BaseRequest, response: StreamResponse, time_: float | None
