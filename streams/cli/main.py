@@ -79,18 +79,23 @@ def _serve(args: argparse.Namespace) -> int:
     if (refusal := settings.refusal()) is not None:
         console.print(f"[red]{refusal}[/]")
         return 2
-    try:
+
+    def first_run() -> ServeSettings:
+        """Generate credentials if none are configured; called once the database and the
+        port are ours, so a refused start writes nothing."""
         created = ensure_credentials(load_config(env, database), database)
-        if created is not None:
-            # Plain print: a path must not be wrapped mid-name in a log.
-            print(
-                f"No credentials were configured: generated provider credentials in {created} "
-                "(mode 0600). kycflow simulate reads them; environment variables override "
-                "them.",
-                file=sys.stderr,
-            )
-            settings = ServeSettings.from_config(load_config(env, database))
-        return serve(settings)  # it says where it listens, once
+        if created is None:
+            return settings
+        # Plain print: a path must not be wrapped mid-name in a log.
+        print(
+            f"No credentials were configured: generated provider credentials in {created} "
+            "(mode 0600). kycflow simulate reads them; environment variables override them.",
+            file=sys.stderr,
+        )
+        return ServeSettings.from_config(load_config(env, database))
+
+    try:
+        return serve(settings, first_run=first_run)  # it says where it listens, once
     except sqlite3.Error as exc:  # e.g. a read-only file system that os.access misses
         return _fail(describe(exc, database))
     except OSError as exc:

@@ -97,9 +97,14 @@ def _integer(config: dict[str, str], name: str, default: int, *, upto: int) -> i
     return int(raw)
 
 
-def serve(settings: ServeSettings, ready: Callable[[str], None] | None = None) -> int:
+def serve(
+    settings: ServeSettings,
+    ready: Callable[[str], None] | None = None,
+    first_run: Callable[[], ServeSettings] | None = None,
+) -> int:
     """Run until SIGTERM/SIGINT; KycflowError, before anything starts, when another service
-    holds the database or the port."""
+    holds the database or the port. `first_run` (credentials generation) runs once both are
+    ours, so a refused start writes nothing; it returns the settings to serve with."""
     # Embedded mode also writes the projections (its processor); Kafka mode only reads
     # them, written by `kycflow project`.
     roles = (Role.SERVE,) if settings.kafka else (Role.SERVE, Role.WRITER)
@@ -109,6 +114,8 @@ def serve(settings: ServeSettings, ready: Callable[[str], None] | None = None) -
         listeners = _listen(settings.host, settings.port, settings.workers)
         for listener in listeners:
             held.callback(listener.close)  # already closed once the workers hold them
+        if first_run is not None:
+            settings = first_run()
         scratch = held.enter_context(tempfile.TemporaryDirectory(prefix="kycflow-"))
         open_projections(settings.db).close()  # migrated before any worker serves reads
         children, backends = _start(settings, listeners, os.path.join(scratch, "writer.sock"))

@@ -125,6 +125,15 @@ def test_a_second_service_on_the_same_port_is_refused_whatever_its_database(
     assert not list(tmp_path.glob("other.*"))  # refused before creating anything
 
 
+def test_a_refused_first_run_generates_no_credentials(service: Service, tmp_path: Path) -> None:
+    """With nothing configured, a first run generates credentials — but only once the
+    database and the port are its own."""
+    env = environment(tmp_path / "fresh.db", service.port)
+    env = {k: v for k, v in env.items() if k not in CREDENTIALS}
+    refusal(*kycflow("serve", env=env))
+    assert not list(tmp_path.glob("fresh.*"))
+
+
 @pytest.mark.parametrize("reuse_port", [False, True], ids=["plain", "SO_REUSEPORT"])
 def test_a_port_another_program_listens_on_is_refused(tmp_path: Path, reuse_port: bool) -> None:
     """Even one that set SO_REUSEPORT itself, which kycflow's sockets could join."""
