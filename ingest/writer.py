@@ -147,7 +147,7 @@ async def run_writer(
     Path(socket_path).unlink(missing_ok=True)
     loop = asyncio.get_running_loop()
     unix = await loop.create_unix_server(lambda: _Connection(server), path=socket_path)
-    log.info("raw-log writer ready on %s", socket_path)
+    log.debug("raw-log writer ready on %s", socket_path)  # internal: not for operators
     if ready is not None:
         ready.set()
     async with unix:

@@ -66,7 +66,6 @@ def test_a_provider_without_credentials_is_reported_as_refusing_everything(
     assert not [w for w in warnings if "idwise" in w], text
 
 
-@pytest.mark.xfail(reason="ingest/writer.py logs its socket at INFO (owned by ingest)")
 def test_internal_socket_paths_are_not_said_at_info(tmp_path: Path) -> None:
     service = Service(tmp_path / "kycflow.db", {}).start()
     try:
