@@ -21,7 +21,7 @@ from multidict import CIMultiDictProxy, MultiDict
 from ingest.auth import Rejection, authenticate, client_address
 from ingest.oauth import OAuthError, issue_token
 from ingest.rawlog import Receipt
-from ingest.settings import MAX_DEDUP_KEY, MAX_KEPT_HEADER, IngestSettings
+from ingest.settings import MAX_DEDUP_KEY, MAX_KEPT_HEADER, MAX_TOKEN_REQUEST, IngestSettings
 from ingest.writer import RecordTooLarge, WriterUnavailable
 from statemachines.envelope import PROVIDERS, RawEnvelope
 
@@ -184,6 +184,8 @@ async def _form(request: web.Request, settings: IngestSettings) -> MultiDict[str
     if not request.can_read_body:
         return MultiDict[str]()
     what = "the token request body"
+    if (request.content_length or 0) > MAX_TOKEN_REQUEST:  # refused before waiting for it
+        raise OAuthError(413, "invalid_request", f"{what} is too large")
     try:
         async with asyncio.timeout(settings.read_timeout):
             posted = await request.post()

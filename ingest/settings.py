@@ -44,6 +44,7 @@ MAX_HEADERS = 128  # header fields per request (431 above)
 MAX_REQUEST_LINE = 4096  # bytes of method, target and version (414 above)
 MAX_KEPT_HEADER = 1024  # characters of a stored header's value (431 above)
 MAX_DEDUP_KEY = 512  # characters of a dedup key, e.g. "idwise:event:" + eventId (400 above)
+MAX_TOKEN_REQUEST = 64 * 1024  # declared bytes of a /oauth/token body (413 above)
 _FLAGS = {"true": True, "1": True, "yes": True, "on": True}
 _FLAGS |= {"false": False, "0": False, "no": False, "off": False}
 

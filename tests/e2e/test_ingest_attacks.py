@@ -340,6 +340,14 @@ def test_a_keep_alive_connection_gets_the_header_deadline_for_its_next_request(s
         assert 0.5 < time.monotonic() - began < 3
 
 
+def test_a_token_request_declaring_a_large_body_gets_413_without_waiting_for_it(svc):
+    framed = [("Content-Type", "application/x-www-form-urlencoded"), ("Content-Length", "2000000")]
+    began = time.monotonic()
+    status, doc = exchange(svc, head("/oauth/token", framed))
+    assert status == 413 and doc["error"] == "invalid_request", (status, doc)
+    assert time.monotonic() - began < 0.9  # not the read deadline's 408
+
+
 def test_a_stalled_token_request_body_gets_408(svc):
     data = (
         head(
