@@ -157,6 +157,9 @@ def _unb64(text: str) -> bytes | None:
     if not text or not _B64URL.fullmatch(text):
         return None
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except ValueError:
         return None
+    # The last character's unused bits are free in the decoder: without this, four
+    # spellings of one token would all verify. Only the canonical encoding is the token.
+    return raw if base64.urlsafe_b64encode(raw).rstrip(b"=") == text.encode() else None

@@ -156,6 +156,26 @@ def test_a_tampered_token_is_refused() -> None:
         assert not verify_token(SETTINGS, tampered, NOW)
 
 
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def respellings(part: str) -> list[str]:
+    """The same bytes spelled with other values in the last character's unused bits."""
+    decoded = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+    others = (part[:-1] + c for c in ALPHABET if c != part[-1])
+    return [o for o in others if base64.urlsafe_b64decode(o + "=" * (-len(o) % 4)) == decoded]
+
+
+def test_only_the_canonical_spelling_of_a_token_is_the_token() -> None:
+    payload, mac = token().split(".")
+    variants = [f"{payload}.{m}" for m in respellings(mac)]
+    variants += [f"{p}.{mac}" for p in respellings(payload)]
+    assert variants  # a 32-byte MAC leaves two bits free in its last character
+    for variant in variants:
+        assert not verify_token(SETTINGS, variant, NOW), variant
+    assert verify_token(SETTINGS, f"{payload}.{mac}", NOW)
+
+
 @pytest.mark.parametrize(
     "claims",
     [
