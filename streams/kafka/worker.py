@@ -48,6 +48,7 @@ from statemachines.process import step
 from statemachines.routing import position
 from streams.kafka.config import KafkaSettings, ensure_topics
 from streams.kafka.outputs import OutputProducer
+from streams.kafka.transport import Transport
 
 log = logging.getLogger("kycflow.worker")
 POSITION = "\x00next-offset/"  # table key prefix of a partition's next raw offset
@@ -89,6 +90,7 @@ def app_settings(settings: KafkaSettings) -> dict[str, Any]:
 
 def build_app(settings: KafkaSettings) -> tuple[faust.App, Any]:
     app = faust.App(settings.group, **app_settings(settings))
+    app.transport = Transport(app.conf.broker_consumer, app)  # before anything uses one
     raw = app.topic(
         settings.topic("raw"),
         key_type=bytes,
