@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 import sqlite3
 import time
@@ -23,6 +24,7 @@ from ingest.app import ingest_routes
 from ingest.kafka_log import KafkaAppender, record_limit
 from ingest.writer import WriterClient
 from projections.api import read_routes
+from streams.console import setup_console
 from streams.service.metrics import SharedMetrics
 from streams.service.openapi import openapi_route
 from streams.service.protocol import runner as make_runner
@@ -72,6 +74,13 @@ async def run_http(
         )
     )
     app.add_routes([openapi_route()])
+    # The operator console (/ui/): raw bodies as `kycflow inspect` reads them in each mode.
+    raw = None
+    if kafka is not None:
+        from streams.kafka.replay import fetch_positions
+
+        raw = functools.partial(fetch_positions, kafka)
+    setup_console(app, settings.db, api_token=settings.api_token, raw=raw, gauges=gauges)
     runner = make_runner(app, settings.ingest, recorder)
     await runner.setup()
     await web.SockSite(runner, listener).start()

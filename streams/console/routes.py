@@ -1,0 +1,358 @@
+"""The console's pages, mounted on the HTTP worker's application by `setup_console`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+from ingest import rawlog
+from projections import listing
+from projections import queries as projected
+from projections.api import ReadApi, Reader, Unavailable
+from statemachines import RawEnvelope
+from streams.cli import inspect
+from streams.console import auth, masking
+from streams.console import queries as extra
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Raw = Callable[[list[int]], dict[int, RawEnvelope]]
+
+STATIC = Path(__file__).with_name("static")
+# No inline script or style at all: nothing a webhook field injects can run.
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+}
+PAGE_SIZE = 50
+WAIT_LIMIT = timedelta(days=1)
+
+
+def embedded_raw(db_path: str) -> Raw:
+    """Raw deliveries from the embedded raw log beside the projections (as inspect reads)."""
+
+    def read(offsets: list[int]) -> dict[int, RawEnvelope]:
+        path = rawlog.raw_log_path(db_path)
+        if not path.exists():
+            return {}
+        with contextlib.closing(rawlog.connect(path, readonly=True)) as conn:
+            return {e.offset: e for e in rawlog.deliveries(conn, offsets)}
+
+    return read
+
+
+class Console:
+    def __init__(
+        self,
+        db_path: str,
+        guard: auth.Guard,
+        raw: Raw | None,
+        gauges: Callable[[], dict[str, float]],
+    ) -> None:
+        self.db_path, self.guard, self.gauges = db_path, guard, gauges
+        self.raw = raw or embedded_raw(db_path)
+        self.kafka_raw = raw is not None
+        self.reader = Reader(db_path)
+        self.feed_api = ReadApi(self.reader, str, poll=0.2, keepalive=15.0)
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def page(self, handler: Handler, *, public: bool = False) -> Handler:
+        """Authentication, security headers and the 503 page around a handler."""
+
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            if not public and not self.guard.allowed(request):
+                response = self._refuse(request)
+            else:
+                try:
+                    response = await handler(request)
+                except Unavailable as exc:
+                    response = self.render(request, "error.html", {"message": str(exc)}, 503)
+            for name, value in SECURITY_HEADERS.items():
+                response.headers.setdefault(name, value)
+            return response
+
+        return wrapped
+
+    def _refuse(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "GET" and request.path != "/ui/feed":
+            login = "/ui/login?" + _query({"next": request.path_qs})
+            return web.Response(status=303, headers={"Location": login})
+        response = web.Response(status=401, text="login required\n")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="kycflow"'
+        return response
+
+    def render(
+        self, request: web.Request, template: str, context: dict[str, Any], status: int = 200
+    ) -> web.Response:
+        token = auth.csrf_token(request)
+        context = {
+            **context,
+            "csrf": token,
+            "open": self.guard.open,
+            "bearer": not self.guard.open and self.guard.bearer(request),
+        }
+        response = aiohttp_jinja2.render_template(template, request, context, status=status)
+        if request.cookies.get(auth.CSRF_COOKIE) != token:
+            auth.set_csrf_cookie(response, token, request.secure)
+        return response
+
+    async def _form(self, request: web.Request) -> dict[str, str] | None:
+        """The POSTed form when its CSRF value matches, else None."""
+        try:
+            form = await request.post()
+        except (ValueError, web.HTTPException):
+            return None
+        values = {k: v for k, v in form.items() if isinstance(v, str)}
+        return values if auth.csrf_ok(request, values.get("csrf", ""), self.guard) else None
+
+    def _forbidden(self, request: web.Request) -> web.Response:
+        message = "The form expired or came from another site. Reload the page and try again."
+        return self.render(request, "error.html", {"message": message}, 403)
+
+    # -- login -----------------------------------------------------------------------------
+
+    async def login_form(self, request: web.Request) -> web.StreamResponse:
+        if self.guard.open:
+            raise web.HTTPSeeOther("/ui/")
+        return self.render(request, "login.html", {"next": _next(request.query.get("next"))})
+
+    async def login(self, request: web.Request) -> web.StreamResponse:
+        if self.guard.open:
+            raise web.HTTPSeeOther("/ui/")
+        form = await self._form(request)
+        if form is None:
+            return self._forbidden(request)
+        target = _next(form.get("next"))
+        if not self.guard.token_valid(form.get("token", "")):
+            context = {"next": target, "failed": True}
+            return self.render(request, "login.html", context, 401)
+        response = web.Response(status=303, headers={"Location": target})
+        response.set_cookie(
+            auth.SESSION_COOKIE,
+            self.guard.new_session(),
+            max_age=auth.SESSION_SECONDS,
+            httponly=True,
+            samesite="Strict",
+            path="/ui/",
+            secure=request.secure,
+        )
+        return response
+
+    async def logout(self, request: web.Request) -> web.StreamResponse:
+        if await self._form(request) is None:
+            return self._forbidden(request)
+        response = web.Response(status=303, headers={"Location": "/ui/login"})
+        response.del_cookie(auth.SESSION_COOKIE, path="/ui/")
+        return response
+
+    # -- pages -----------------------------------------------------------------------------
+
+    async def overview(self, request: web.Request) -> web.StreamResponse:
+        now = datetime.now(UTC)
+
+        def read(db: Any) -> dict[str, Any]:
+            return {
+                "counts": _pivot(extra.counts(db)),
+                "waiting": extra.waiting(db, WAIT_LIMIT, now),
+                "waiting_count": extra.waiting_count(db, WAIT_LIMIT, now),
+                "quarantine": extra.quarantine_size(db),
+                "recent": extra.recent_transitions(db),
+                "feed_head": projected.feed_head(db),
+            }
+
+        context = self.reader.run(read)
+        context["gauges"] = self.gauges()
+        return self.render(request, "overview.html", context)
+
+    async def search(self, request: web.Request) -> web.StreamResponse:
+        q = request.query.get("q", "").strip()
+        filters = {
+            name: value
+            for name in ("provider", "kind", "status", "cursor")
+            if (value := request.query.get(name, ""))
+        }
+        context: dict[str, Any] = {"q": q, "filters": filters, "choices": listing.FILTERS}
+        try:
+            wanted = listing.parse([*filters.items(), ("order", "newest"), ("limit", "50")])
+        except ValueError as exc:
+            context.update(items=[], error=str(exc))
+            return self.render(request, "search.html", context, 400)
+        if q:
+            items = self.reader.run(extra.by_provider_id, q[:200], wanted.provider)
+            items = [i for i in items if _matches(i, wanted)]
+            context.update(items=items, next_cursor=None)
+        else:
+            found = self.reader.run(listing.page, wanted)
+            context.update(items=found["items"], next_cursor=found["next_cursor"])
+        if context.get("next_cursor"):
+            context["next_query"] = _query({**filters, "cursor": context["next_cursor"]})
+        return self.render(request, "search.html", context)
+
+    async def timeline(self, request: web.Request) -> web.StreamResponse:
+        info = request.match_info
+        subject = (info["provider"], info["kind"], info["id"])
+        history = self.reader.run(projected.history, *subject)
+        if history is None:
+            missing = {"message": f"No verification {projected.subject_key(*subject)}."}
+            return self.render(request, "error.html", missing, 404)
+        found = await asyncio.to_thread(
+            inspect.timeline, self.db_path, *subject, self.raw if self.kafka_raw else None
+        )
+        steps = found["timeline"] if found else []
+        documents = (
+            self.reader.run(projected.documents_of, subject[0], subject[2])
+            if subject[1] == "kyb"
+            else []
+        )
+        context: dict[str, Any] = {
+            "v": history["verification"],
+            "transitions": history["transitions"],
+            "steps": steps,
+            "documents": documents,
+            "feed_head": self.reader.run(projected.feed_head),
+        }
+        return self.render(request, "timeline.html", context)
+
+    async def raw_body(self, request: web.Request) -> web.StreamResponse:
+        text = request.match_info["offset"]
+        if not (text.isascii() and text.isdigit() and len(text) <= 18):
+            return self.render(request, "error.html", {"message": "No such delivery."}, 404)
+        offset = int(text)
+        reveal = False
+        if request.method == "POST":
+            if await self._form(request) is None:
+                return self._forbidden(request)
+            reveal = True
+        what = self.reader.run(extra.delivery, offset)
+        envelopes = await asyncio.to_thread(self.raw, [offset])
+        envelope = envelopes.get(offset)
+        if envelope is None:
+            return self.render(request, "error.html", {"message": "No such delivery."}, 404)
+        body, masked = masking.pretty(envelope.body, reveal)
+        context = {
+            "env": envelope,
+            "what": what,
+            "subject": (what or {}).get("subject"),
+            "body": body,
+            "masked": masked,
+            "revealed": reveal,
+        }
+        return self.render(request, "raw.html", context)
+
+    async def deliveries(self, request: web.Request) -> web.StreamResponse:
+        before_text = request.query.get("before", "")
+        before = None
+        if before_text:
+            if not (before_text.isascii() and before_text.isdigit() and len(before_text) <= 18):
+                context = {"message": "before must be a raw log offset (a whole number)."}
+                return self.render(request, "error.html", context, 400)
+            before = int(before_text)
+        items = self.reader.run(extra.deliveries, before, PAGE_SIZE + 1)
+        more = len(items) > PAGE_SIZE
+        items = items[:PAGE_SIZE]
+        for item in items:
+            if item["subject"]:
+                item["provider"], item["kind"], item["id"] = item["subject"].split("/", 2)
+        next_before = items[-1]["offset"] if more and items else None
+        return self.render(request, "deliveries.html", {"items": items, "next": next_before})
+
+    async def quarantine(self, request: web.Request) -> web.StreamResponse:
+        items = self.reader.run(extra.quarantined)
+        return self.render(request, "quarantine.html", {"items": items})
+
+    async def feed(self, request: web.Request) -> web.StreamResponse:
+        return await self.feed_api.feed(request)
+
+
+def _pivot(counts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Counts grouped per provider and kind: one row each, statuses as a list, with a total."""
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in counts:
+        group = groups.setdefault(
+            (row["provider"], row["kind"]),
+            {"provider": row["provider"], "kind": row["kind"], "statuses": [], "total": 0},
+        )
+        group["statuses"].append((row["status"] or "(none)", row["n"]))
+        group["total"] += row["n"]
+    return list(groups.values())
+
+
+def _matches(item: dict[str, Any], wanted: listing.Listing) -> bool:
+    return all(
+        getattr(wanted, name) in (None, item[name]) for name in ("provider", "kind", "status")
+    )
+
+
+def _next(target: str | None) -> str:
+    """Only a console path: never an open redirect to another site."""
+    if target and target.startswith("/ui/") and "//" not in target and "\\" not in target:
+        return target
+    return "/ui/"
+
+
+def _query(params: dict[str, str]) -> str:
+    from urllib.parse import urlencode
+
+    return urlencode(params)
+
+
+def setup_console(
+    app: web.Application,
+    db_path: str,
+    *,
+    api_token: str | None,
+    raw: Raw | None = None,
+    gauges: Callable[[], dict[str, float]] = dict,
+) -> None:
+    """Mount the console under `/ui/` on `app` (templates, static assets, pages).
+
+    `raw` reads raw deliveries by offset (Kafka mode); None reads the embedded raw log.
+    """
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.PackageLoader("streams.console", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    console = Console(db_path, auth.Guard(api_token), raw, gauges)
+    page = console.page
+    app.router.add_static("/ui/static/", STATIC, append_version=False)
+    app.add_routes(
+        [
+            web.get("/ui", lambda _: _redirect("/ui/"), allow_head=False),
+            web.get("/ui/login", page(console.login_form, public=True), allow_head=False),
+            web.post("/ui/login", page(console.login, public=True)),
+            web.post("/ui/logout", page(console.logout, public=True)),
+            web.get("/ui/", page(console.overview), allow_head=False),
+            web.get("/ui/verifications", page(console.search), allow_head=False),
+            web.get(
+                "/ui/verifications/{provider}/{kind}/{id}",
+                page(console.timeline),
+                allow_head=False,
+            ),
+            web.get("/ui/deliveries/{offset}", page(console.raw_body), allow_head=False),
+            web.post("/ui/deliveries/{offset}", page(console.raw_body)),
+            web.get("/ui/deliveries", page(console.deliveries), allow_head=False),
+            web.get("/ui/quarantine", page(console.quarantine), allow_head=False),
+            web.get("/ui/feed", page(console.feed), allow_head=False),
+        ]
+    )
+
+
+async def _redirect(location: str) -> web.StreamResponse:
+    return web.Response(status=308, headers={"Location": location})

@@ -1,0 +1,69 @@
+"""A real `kycflow serve` (embedded mode) with the console, fed real signed webhooks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.service import CREDENTIALS, Service
+from tests.payloads import Webhook, idenfy_identification
+
+TOKEN = "console-test-token"
+XSS = "<script>alert(1)</script>"
+XSS_ID = 'scan-"><img src=x onerror=alert(1)>'  # a subject id: no "/" in it
+
+
+def wait_for(service: Service, subject: str, version: int, token: str | None = TOKEN) -> None:
+    """Until the subject's projection has reached `version` (bounded)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        status, found = service.get(f"/verifications/{subject}", token)
+        if status == 200 and found["version"] >= version:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{subject} did not reach version {version}")
+
+
+def xss_webhooks() -> list[Webhook]:
+    """iDenfy results whose scanRef, client id and event type carry markup."""
+    return [
+        idenfy_identification(scan_ref=XSS_ID, client_id=XSS),
+        idenfy_identification(XSS, scan_ref=XSS_ID),
+    ]
+
+
+def seed(service: Service, token: str | None = TOKEN) -> None:
+    service.send(
+        idenfy_identification(
+            "IDENTIFICATION_PROCESSING_STARTED", scan_ref="scan-1", final=False, overall="PENDING"
+        )
+    )
+    service.send(idenfy_identification(scan_ref="scan-1"))
+    for webhook in xss_webhooks():
+        service.send(webhook)
+    wait_for(service, "idenfy/kyc/scan-1", 2, token)
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    db = Path(tmp_path_factory.mktemp("console")) / "kycflow.db"
+    running = Service(db, {**CREDENTIALS, "KYCFLOW_API_TOKEN": TOKEN}).start()
+    try:
+        seed(running)
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def open_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    db = Path(tmp_path_factory.mktemp("console-open")) / "kycflow.db"
+    running = Service(db, dict(CREDENTIALS)).start()
+    try:
+        seed(running, None)
+        yield running
+    finally:
+        running.stop()
