@@ -7,7 +7,7 @@ RUNTIME := $(VENV)/.installed-runtime
 # Runtime and development tools; the name predates the split, so existing venvs stay valid.
 STAMP := $(VENV)/.installed
 
-.PHONY: install dev run demo test lint typecheck imports diagrams compose unit bench bench-core bench-service bench-kafka fmt clean
+.PHONY: install dev run demo test lint typecheck imports diagrams compose unit browser bench bench-core bench-service bench-kafka fmt clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -55,8 +55,13 @@ diagrams: $(STAMP)
 compose:
 	bash scripts/check_compose.sh
 
-unit: $(STAMP)
+unit: $(STAMP) browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## browser: Debian's headless Chromium and its driver, for the console's browser tests
+browser:
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
 
 ## bench: the core and the service benchmarks (installs wrk, the load generator, if missing)
 bench: bench-core bench-service bench-kafka

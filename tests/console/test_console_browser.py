@@ -1,0 +1,129 @@
+"""The console in a real browser: Debian's headless Chromium driven through Selenium.
+
+Skipped only off Linux. On Linux a missing browser is a failure: `make test` installs
+`chromium` and `chromium-driver` with apt first (the `browser` prerequisite).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from tests.console.conftest import TOKEN, XSS_ID
+from tests.e2e.service import Service
+from tests.payloads import idenfy_identification
+
+if not sys.platform.startswith("linux"):
+    pytest.skip("the browser tests use Debian's chromium packages", allow_module_level=True)
+
+from selenium import webdriver
+from selenium.common.exceptions import NoAlertPresentException
+from selenium.webdriver.chrome.service import Service as DriverService
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions as ready
+from selenium.webdriver.support.ui import WebDriverWait
+
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,900",
+)
+WAIT = 10.0
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if chromium is None or driver is None:
+        pytest.fail("chromium and chromium-driver are missing: run `make test` (installs them)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    session = webdriver.Chrome(options=options, service=DriverService(executable_path=driver))
+    session.set_page_load_timeout(WAIT)
+    try:
+        yield session
+    finally:
+        session.quit()
+
+
+def wait(browser: WebDriver) -> WebDriverWait[WebDriver]:
+    return WebDriverWait(browser, WAIT)
+
+
+def shoot(browser: WebDriver, name: str) -> None:
+    """Screenshots for the docs, when CONSOLE_SCREENSHOTS names a directory."""
+    target = os.environ.get("CONSOLE_SCREENSHOTS")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(Path(target) / f"{name}.png"))
+
+
+def log_in(browser: WebDriver, service: Service) -> None:
+    browser.get(service.url + "/ui/")
+    wait(browser).until(ready.presence_of_element_located((By.ID, "token")))
+    assert "/ui/login" in browser.current_url
+    browser.find_element(By.ID, "token").send_keys(TOKEN)
+    browser.find_element(By.CSS_SELECTOR, "form.login button").click()
+    wait(browser).until(ready.presence_of_element_located((By.ID, "recent")))
+
+
+def test_log_in_search_and_open_a_timeline(browser: WebDriver, secured: Service) -> None:
+    log_in(browser, secured)
+    shoot(browser, "overview")
+    browser.get(secured.url + "/ui/verifications")
+    browser.find_element(By.ID, "q").send_keys("scan-1")
+    browser.find_element(By.CSS_SELECTOR, "form.search button").click()
+    link = wait(browser).until(ready.element_to_be_clickable((By.LINK_TEXT, "idenfy/kyc/scan-1")))
+    link.click()
+    transitions = wait(browser).until(ready.presence_of_element_located((By.ID, "transitions")))
+    assert "approved" in transitions.text
+    steps = browser.find_element(By.ID, "steps").text
+    assert "unknown iDenfy event type" in steps  # the annotation of a delivery that did nothing
+    shoot(browser, "timeline")
+
+
+def test_a_status_change_arrives_live(browser: WebDriver, secured: Service) -> None:
+    browser.get(secured.url + "/ui/")
+    wait(browser).until(ready.text_to_be_present_in_element((By.ID, "live-state"), "live"))
+    secured.send(idenfy_identification(scan_ref="scan-live"))
+    row = wait(browser).until(
+        ready.text_to_be_present_in_element((By.ID, "recent"), "idenfy/kyc/scan-live")
+    )
+    assert row
+    assert "live-new" in browser.find_element(By.CSS_SELECTOR, "#recent tbody tr").get_attribute(
+        "class"
+    )
+
+
+def test_reveal_a_masked_field(browser: WebDriver, secured: Service) -> None:
+    browser.get(secured.url + "/ui/deliveries/2")
+    body = wait(browser).until(ready.presence_of_element_located((By.ID, "body")))
+    assert "AB123456" not in body.text and "masked" in body.text
+    browser.find_element(By.ID, "reveal").click()
+    wait(browser).until(ready.presence_of_element_located((By.ID, "revealed-note")))
+    assert "AB123456" in browser.find_element(By.ID, "body").text
+
+
+def test_an_xss_payload_is_inert(browser: WebDriver, secured: Service) -> None:
+    browser.get(secured.url + "/ui/verifications/idenfy/kyc/" + quote(XSS_ID, safe=""))
+    heading = wait(browser).until(ready.presence_of_element_located((By.TAG_NAME, "h1")))
+    assert XSS_ID in heading.text  # shown as text
+    assert browser.find_elements(By.CSS_SELECTOR, "main img") == []
+    with pytest.raises(NoAlertPresentException):
+        browser.switch_to.alert.text  # noqa: B018 — raises when no alert is open
