@@ -170,6 +170,7 @@ class Console:
                 "counts": _pivot(extra.counts(db)),
                 "waiting": extra.waiting(db, WAIT_LIMIT, now),
                 "waiting_count": extra.waiting_count(db, WAIT_LIMIT, now),
+                "waiting_cap": extra.WAITING_CAP,
                 "quarantine": extra.quarantine_size(db),
                 "recent": extra.recent_transitions(db),
                 "feed_head": projected.feed_head(db),
@@ -334,7 +335,7 @@ def setup_console(
     app.router.add_static("/ui/static/", STATIC, append_version=False)
     app.add_routes(
         [
-            web.get("/ui", lambda _: _redirect("/ui/"), allow_head=False),
+            web.get("/ui", _to_console, allow_head=False),
             web.get("/ui/login", page(console.login_form, public=True), allow_head=False),
             web.post("/ui/login", page(console.login, public=True)),
             web.post("/ui/logout", page(console.logout, public=True)),
@@ -354,5 +355,5 @@ def setup_console(
     )
 
 
-async def _redirect(location: str) -> web.StreamResponse:
-    return web.Response(status=308, headers={"Location": location})
+async def _to_console(request: web.Request) -> web.StreamResponse:
+    return web.Response(status=308, headers={"Location": "/ui/"})

@@ -201,3 +201,8 @@ def test_open_mode_serves_the_pages_without_credentials(open_service: Service) -
         assert "Content-Security-Policy" in headers
         assert "<script>alert" not in text.lower()
     assert call(open_service, "GET", "/ui/login")[0] == 303
+
+
+def test_ui_without_slash_goes_to_the_overview(secured: Service) -> None:
+    status, headers, _ = call(secured, "GET", "/ui")
+    assert status == 308 and headers["Location"] == "/ui/"
