@@ -30,6 +30,14 @@ SETTINGS = {
     "KYCFLOW_KAFKA_SESSION_TIMEOUT": ("consumer session timeout, seconds", "10"),
     "KYCFLOW_KAFKA_REBALANCE_TIMEOUT": ("consumer rebalance timeout, seconds", "30"),
     "KYCFLOW_WORKER_BATCH": ("most raw webhooks a worker folds per batch", "500"),
+    "KYCFLOW_KAFKA_STALL_TIMEOUT": (
+        "seconds a partition with records to read may make no progress before a worker or "
+        "projector re-seeks it; after as long again it exits non-zero",
+        "60",
+    ),
+    "KYCFLOW_WORKER_METRICS_PORT": ("a worker's /metrics and /healthz port; unset: off", ""),
+    "KYCFLOW_PROJECTOR_METRICS_PORT": ("the projector's /metrics and /healthz port", ""),
+    "KYCFLOW_KAFKA_METRICS_HOST": ("address those two listen on", "127.0.0.1"),
 }
 
 SUFFIXES = ("raw", "status", "transitions", "annotations", "quarantine")
@@ -48,6 +56,10 @@ class KafkaSettings:
     session_timeout: float = 10.0
     rebalance_timeout: float = 30.0
     batch: int = 500
+    stall_timeout: float = 60.0
+    worker_metrics_port: int | None = None
+    projector_metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
 
     @classmethod
     def from_config(cls, config: Mapping[str, str]) -> KafkaSettings | None:
@@ -71,6 +83,10 @@ class KafkaSettings:
             session_timeout=_number(get, "KYCFLOW_KAFKA_SESSION_TIMEOUT", float, 1.0, 3600.0),
             rebalance_timeout=_number(get, "KYCFLOW_KAFKA_REBALANCE_TIMEOUT", float, 1.0, 3600.0),
             batch=_number(get, "KYCFLOW_WORKER_BATCH", int, 1, 100_000),
+            stall_timeout=_number(get, "KYCFLOW_KAFKA_STALL_TIMEOUT", float, 1.0, 86_400.0),
+            worker_metrics_port=_port(get, "KYCFLOW_WORKER_METRICS_PORT"),
+            projector_metrics_port=_port(get, "KYCFLOW_PROJECTOR_METRICS_PORT"),
+            metrics_host=get("KYCFLOW_KAFKA_METRICS_HOST"),
         )
 
     def topic(self, suffix: str) -> str:
@@ -91,6 +107,11 @@ def _number(get: Callable[[str], str], name: str, kind: Callable[[str], N], low:
     if not low <= value <= high:
         raise ValueError(f"{name} must be from {low} to {high}, not {raw!r}")
     return value
+
+
+def _port(get: Callable[[str], str], name: str) -> int | None:
+    """None (off) when unset; 0 asks the system for a free port (the log says which)."""
+    return _number(get, name, int, 0, 65_535) if get(name) else None
 
 
 def topic_configs(settings: KafkaSettings) -> dict[str, dict[str, str]]:

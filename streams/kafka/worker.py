@@ -18,6 +18,8 @@ outputs again; one whose state is out skips it by the stored offset (step 3), or
 sees it as a duplicate, which the projector never lets overwrite the real effect.
 The stored offset also catches a consumer that skips records (seen with Faust on a
 backlog, docs/kafka-mode-notes.md): the missing range is fetched directly and folded.
+The cause of those skips is fixed in `transport`; `watchdog` re-seeks (or, failing that,
+restarts) a worker whose partitions stop progressing, and publishes lag and health.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import faust
@@ -48,7 +50,9 @@ from statemachines.process import step
 from statemachines.routing import position
 from streams.kafka.config import KafkaSettings, ensure_topics
 from streams.kafka.outputs import OutputProducer
+from streams.kafka.status import start_status
 from streams.kafka.transport import Transport
+from streams.kafka.watchdog import EXIT_STALLED, Watchdog
 
 log = logging.getLogger("kycflow.worker")
 POSITION = "\x00next-offset/"  # table key prefix of a partition's next raw offset
@@ -132,6 +136,7 @@ class Folder:
         self.app, self.settings, self.table = app, settings, table
         self.topics = {s: settings.topic(s) for s in (STATUS, TRANSITIONS, ANNOTATIONS, QUARANTINE)}
         self.outputs = OutputProducer(settings.servers)
+        self.folded = 0  # raw records folded by this process (a metric)
 
         async def stop_outputs(*_: Any, **__: Any) -> None:
             await self.outputs.stop()
@@ -139,7 +144,7 @@ class Folder:
         app.on_before_shutdown.connect(stop_outputs)
 
     async def process(self, events: Sequence[Any]) -> None:
-        batch = _Batch(self.table)
+        batch = _Batch(self.table, self.next_offset)
         for event in events:
             message = event.message
             partition, offset = message.partition, message.offset
@@ -154,7 +159,13 @@ class Folder:
             self._fold(batch, partition, offset, event.value)
         await self._publish(batch)
 
+    def next_offset(self, partition: int) -> int:
+        """The partition's next raw offset to fold, as stored (0 before any)."""
+        stored = self.table.data.get(POSITION + str(partition))
+        return int(stored) if stored is not None else 0
+
     def _fold(self, batch: _Batch, partition: int, offset: int, value: bytes) -> None:
+        self.folded += 1
         pos = position(partition, offset)
         batch.offsets[partition] = offset + 1
         env = envelope_from_record(value, pos)
@@ -255,22 +266,31 @@ class _States(Mapping[str, SubjectState]):
 
 
 class _Batch:
-    def __init__(self, table: Any) -> None:
-        self.table = table
+    def __init__(self, table: Any, stored: Callable[[int], int]) -> None:
         self.states = _States(table)
+        self.stored = stored
         self.outputs: list[tuple[str, str, dict[str, Any]]] = []
         self.offsets: dict[int, int] = {}  # partition -> next offset after this batch
 
     def next_offset(self, partition: int) -> int:
-        if partition in self.offsets:
-            return self.offsets[partition]
-        stored = self.table.data.get(POSITION + str(partition))
-        return int(stored) if stored is not None else 0
+        return self.offsets[partition] if partition in self.offsets else self.stored(partition)
 
 
 def run_worker(settings: KafkaSettings, loglevel: str = "info") -> int:
+    """Fold until stopped; `EXIT_STALLED` when the watchdog gave up on a stall."""
     ensure_topics(settings)
-    app, _ = build_app(settings)
+    app, folder = build_app(settings)
+    status = start_status(settings.metrics_host, settings.worker_metrics_port, "worker")
+    watchdog = Watchdog(app, folder, settings, status)
+    app.task(watchdog.run)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as done:
+        if watchdog.gave_up:
+            return EXIT_STALLED
+        raise done
+    finally:
+        if status is not None:
+            status.stop()
     return 0
