@@ -5,6 +5,7 @@ transitions, annotations and quarantine topics with a kafka-python consumer that
 its offsets: they live in the database's `checkpoint` table, written in the same
 transaction as the rows (`TopicProjection.apply`), so a crash resumes exactly after the
 last committed batch. No consumer group: scaling out means more workers, not projectors.
+A watch (`projector_watch`) re-seeks partitions that stall and publishes lag and health.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from projections.topics import Record, TopicProjection
 from statemachines.codec import ANNOTATIONS, QUARANTINE, STATUS, TRANSITIONS
 from streams.config import KycflowError
 from streams.kafka.config import KafkaSettings, ensure_topics
+from streams.kafka.projector_watch import ProjectorWatch
+from streams.kafka.status import start_status
 from streams.stopping import StopFlag
 
 log = logging.getLogger("kycflow.projector")
@@ -49,9 +52,13 @@ def run_projector(
     projection = TopicProjection(open_projections(db_path))
     consumer, kinds = _consumer(settings, projection.offsets())
     log.info("projecting %s into %s", ", ".join(kinds), db_path)
+    status = start_status(settings.metrics_host, settings.projector_metrics_port, "projector")
+    partitions = sorted(consumer.assignment())
+    watch = ProjectorWatch(consumer, partitions, projection.offsets, settings.stall_timeout, status)
     applied = 0
     try:
         while not stopping():
+            watch.tick(applied)
             polled = consumer.poll(timeout_ms=100, max_records=batch)
             records = [
                 Record(kinds[tp.topic], tp.topic, tp.partition, message.offset, message.value)
@@ -63,6 +70,8 @@ def run_projector(
                 if on_batch is not None:
                     on_batch(len(records))
     finally:
+        if status is not None:
+            status.stop()
         consumer.close()
         projection.db.close()
         writing.release()
