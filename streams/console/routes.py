@@ -195,14 +195,28 @@ class Console:
             return self.render(request, "search.html", context, 400)
         if q:
             items = self.reader.run(extra.by_provider_id, q[:200], wanted.provider)
-            items = [i for i in items if _matches(i, wanted)]
-            context.update(items=items, next_cursor=None)
+            items += self._by_reference(q, filters)
+            unique = {(i["provider"], i["kind"], i["id"]): i for i in items if _matches(i, wanted)}
+            context.update(items=list(unique.values()), next_cursor=None)
         else:
             found = self.reader.run(listing.page, wanted)
             context.update(items=found["items"], next_cursor=found["next_cursor"])
         if context.get("next_cursor"):
             context["next_query"] = _query({**filters, "cursor": context["next_cursor"]})
         return self.render(request, "search.html", context)
+
+    def _by_reference(self, q: str, filters: dict[str, str]) -> list[dict[str, Any]]:
+        """Verifications carrying the integrator's reference `q`, where the projections
+        know references (the listing's `reference` filter; absent from older versions)."""
+        if "reference" not in listing.PARAMETERS:
+            return []
+        pairs = [(k, v) for k, v in filters.items() if k != "cursor"]
+        try:
+            wanted = listing.parse([*pairs, ("reference", q), ("order", "newest")])
+        except ValueError:  # e.g. longer than any stored reference: none can match
+            return []
+        found: list[dict[str, Any]] = self.reader.run(listing.page, wanted)["items"]
+        return found
 
     async def timeline(self, request: web.Request) -> web.StreamResponse:
         info = request.match_info

@@ -8,8 +8,9 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
+from projections import listing
 from streams.console import auth
-from tests.console.conftest import TOKEN, XSS_ID
+from tests.console.conftest import TOKEN, XSS, XSS_ID
 from tests.e2e.service import Service
 
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -206,3 +207,13 @@ def test_open_mode_serves_the_pages_without_credentials(open_service: Service) -
 def test_ui_without_slash_goes_to_the_overview(secured: Service) -> None:
     status, headers, _ = call(secured, "GET", "/ui")
     assert status == 308 and headers["Location"] == "/ui/"
+
+
+@pytest.mark.skipif(
+    "reference" not in listing.PARAMETERS, reason="these projections keep no references"
+)
+def test_search_by_the_integrators_reference(secured: Service) -> None:
+    text = call(secured, "GET", "/ui/verifications?q=client-42", headers=BEARER)[2]
+    assert "idenfy/kyc/scan-1" in text
+    markup = call(secured, "GET", "/ui/verifications?" + urlencode({"q": XSS}), headers=BEARER)
+    assert "onerror=alert(1)&gt;" in markup[2]  # found by its reference, shown as text
