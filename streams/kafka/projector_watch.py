@@ -1,7 +1,8 @@
 """The projector's watch over the output partitions it reads (the worker's twin).
 
-About once a second, from the projector's own loop: each partition's position against its
-end (the fetch high watermark; every few seconds the broker's end offsets). A partition
+About once a second, from the projector's own loop: each partition's checkpoint (the next
+offset to apply, as the database has it) against its end (the fetch high watermark; every
+few seconds the broker's end offsets). A partition
 with records to apply whose position has not moved for `KYCFLOW_KAFKA_STALL_TIMEOUT`
 seconds has stalled: it is sought back to the database's checkpoint, once, with a warning;
 still stalled one timeout later, the projector stops with an error (a non-zero exit, for
@@ -55,10 +56,11 @@ class ProjectorWatch:
             return
         self.checked_at = now
         self._probe(now)
+        stored = self.stored()  # what was applied, not where the consumer is: it may skip
         for tp in self.partitions:
             key = (tp.topic, tp.partition)
             end = max(self.ends.get(key, 0), self.consumer.highwater(tp) or 0)
-            self.progress.observe(key, now, wall, next=self.consumer.position(tp), end=end)
+            self.progress.observe(key, now, wall, next=stored.get(key, 0), end=end)
         stalled = self.progress.stalled(now)
         self._publish(now, stalled, applied)
         if not stalled:
