@@ -77,6 +77,7 @@ class KafkaStack:
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     projector: subprocess.Popen[bytes] | None = None
     service: Service | None = None
+    overrides: dict[str, str] = field(default_factory=dict)  # on top of `env`
 
     @property
     def db(self) -> Path:
@@ -94,43 +95,72 @@ class KafkaStack:
             "KYCFLOW_KAFKA_REBALANCE_TIMEOUT": "3",
             "KYCFLOW_KAFKA_PRODUCE_TIMEOUT": "2",
             "KYCFLOW_DB": str(self.db),
+            **self.overrides,
         }
 
     def serve(self) -> Service:
         self.service = Service(self.db, self.env).start()
         return self.service
 
-    def _spawn(self, *args: str, log: str) -> subprocess.Popen[bytes]:
-        with open(self.root / f"{self.name}.{log}.log", "ab") as out:  # the child keeps a copy
+    def log_path(self, log: str) -> Path:
+        return self.root / f"{self.name}.{log}.log"
+
+    def _spawn(
+        self, *args: str, log: str, argv: list[str] | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        with open(self.log_path(log), "ab") as out:  # the child keeps a copy
             return subprocess.Popen(
-                [KYCFLOW, *args],
-                env={**os.environ, **self.env},
+                argv or [KYCFLOW, *args],
+                env={**os.environ, **self.env, **(env or {})},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
 
-    def start_worker(self, wait: bool = True) -> subprocess.Popen[bytes]:
-        index = len(self.workers)
-        worker = self._spawn("worker", log=f"worker{index}")
-        self.workers.append(worker)
+    def start_worker(
+        self,
+        wait: bool = True,
+        *,
+        index: int | None = None,
+        argv: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """A new worker, or (index) a replacement for one, logging to the same file."""
+        index = len(self.workers) if index is None else index
+        log = f"worker{index}"
+        start = _size(self.log_path(log))
+        worker = self._spawn("worker", log=log, argv=argv, env=env)
+        if index < len(self.workers):
+            self.workers[index] = worker
+        else:
+            self.workers.append(worker)
         if wait:
-            self._wait_for_line(f"worker{index}", "Worker ready")
+            self.wait_for_line(log, "Worker ready", start=start)
         return worker
 
-    def start_projector(self) -> subprocess.Popen[bytes]:
-        self.projector = self._spawn("project", log="projector")
-        self._wait_for_line("projector", "projecting")
+    def start_projector(self, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        start = _size(self.log_path("projector"))
+        self.projector = self._spawn("project", log="projector", env=env)
+        self.wait_for_line("projector", "projecting", start=start)
         return self.projector
 
-    def _wait_for_line(self, log: str, text: str, timeout: float = 30.0) -> None:
-        path = self.root / f"{self.name}.{log}.log"
+    def wait_for_line(self, log: str, text: str, timeout: float = 30.0, start: int = 0) -> None:
+        """Until the log has `text` after byte `start` (earlier runs may have logged it)."""
+        path = self.log_path(log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if path.exists() and text in path.read_text(errors="replace"):
+            if text in self.read_log(log, start):
                 return
             time.sleep(0.05)
         raise TimeoutError(f"{log} did not log {text!r}; see {path}")
+
+    def read_log(self, log: str, start: int = 0) -> str:
+        path = self.log_path(log)
+        if not path.exists():
+            return ""
+        with open(path, "rb") as f:
+            f.seek(start)
+            return f.read().decode(errors="replace")
 
     def kill(self, process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
         if process.poll() is None:
@@ -172,6 +202,10 @@ class KafkaStack:
             text=True,
             timeout=timeout,
         )
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
 
 
 def raw_records(stack: KafkaStack) -> dict[int, bytes]:
