@@ -19,7 +19,7 @@ from projections import queries as projected
 from projections.api import ReadApi, Reader, Unavailable
 from statemachines import RawEnvelope
 from streams.cli import inspect
-from streams.console import auth, masking
+from streams.console import auth, masking, reprocess
 from streams.console import queries as extra
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -39,6 +39,7 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
 }
 PAGE_SIZE = 50
+REPROCESS_WAIT = 5.0  # seconds to wait for the processor to apply re-delivered webhooks
 WAIT_LIMIT = timedelta(days=1)
 
 
@@ -62,8 +63,11 @@ class Console:
         guard: auth.Guard,
         raw: Raw | None,
         gauges: Callable[[], dict[str, float]],
+        appender: reprocess.Appender | None = None,
+        clock: Callable[[], str] = str,
     ) -> None:
         self.db_path, self.guard, self.gauges = db_path, guard, gauges
+        self.appender, self.clock = appender, clock
         self.raw = raw or embedded_raw(db_path)
         self.kafka_raw = raw is not None
         self.reader = Reader(db_path)
@@ -287,8 +291,40 @@ class Console:
         return self.render(request, "deliveries.html", {"items": items, "next": next_before})
 
     async def quarantine(self, request: web.Request) -> web.StreamResponse:
-        items = self.reader.run(extra.quarantined)
-        return self.render(request, "quarantine.html", {"items": items})
+        rows, assessed = await self._assess()
+        context = {"items": rows, "assessed": assessed, "can_reprocess": self.appender is not None}
+        return self.render(request, "quarantine.html", context)
+
+    async def _assess(self) -> tuple[list[dict[str, Any]], dict[int, reprocess.Assessment]]:
+        rows = self.reader.run(extra.quarantined)
+        envelopes = await asyncio.to_thread(self.raw, [row["offset"] for row in rows])
+        assessed = self.reader.run(reprocess.assess, rows, envelopes)
+        return rows, {item.offset: item for item in assessed}
+
+    async def reprocess(self, request: web.Request) -> web.StreamResponse:
+        """Re-deliver every quarantined delivery the current code reads; report each outcome."""
+        if await self._form(request) is None:
+            return self._forbidden(request)
+        if self.appender is None:
+            message = "Reprocessing needs the service's raw log appender; use kycflow serve."
+            return self.render(request, "error.html", {"message": message}, 409)
+        rows, assessed = await self._assess()
+        sent = await reprocess.redeliver(list(assessed.values()), self.appender, self.clock)
+        outcomes = await self._outcomes(sent)
+        context = {"rows": rows, "assessed": assessed, "sent": sent, "outcomes": outcomes}
+        return self.render(request, "reprocessed.html", context)
+
+    async def _outcomes(self, sent: dict[int, int]) -> dict[int, dict[str, Any] | None]:
+        """Each new offset's outcome, waiting a bounded time for the processor to apply it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + REPROCESS_WAIT
+        outcomes: dict[int, dict[str, Any] | None] = dict.fromkeys(sent.values())
+        while True:
+            for offset in [o for o, found in outcomes.items() if found is None]:
+                outcomes[offset] = self.reader.run(reprocess.outcome, offset)
+            if all(outcomes.values()) or loop.time() >= deadline:
+                return outcomes
+            await asyncio.sleep(0.05)
 
     async def feed(self, request: web.Request) -> web.StreamResponse:
         return await self.feed_api.feed(request)
@@ -333,10 +369,14 @@ def setup_console(
     api_token: str | None,
     raw: Raw | None = None,
     gauges: Callable[[], dict[str, float]] = dict,
+    appender: reprocess.Appender | None = None,
+    clock: Callable[[], str] = str,
 ) -> None:
     """Mount the console under `/ui/` on `app` (templates, static assets, pages).
 
     `raw` reads raw deliveries by offset (Kafka mode); None reads the embedded raw log.
+    `appender` and `clock` (ingest's) re-deliver quarantined webhooks; without them the
+    quarantine is shown but not reprocessed.
     """
     aiohttp_jinja2.setup(
         app,
@@ -344,7 +384,7 @@ def setup_console(
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
-    console = Console(db_path, auth.Guard(api_token), raw, gauges)
+    console = Console(db_path, auth.Guard(api_token), raw, gauges, appender, clock)
     page = console.page
     app.router.add_static("/ui/static/", STATIC, append_version=False)
     app.add_routes(
@@ -364,6 +404,7 @@ def setup_console(
             web.post("/ui/deliveries/{offset}", page(console.raw_body)),
             web.get("/ui/deliveries", page(console.deliveries), allow_head=False),
             web.get("/ui/quarantine", page(console.quarantine), allow_head=False),
+            web.post("/ui/quarantine", page(console.reprocess)),
             web.get("/ui/feed", page(console.feed), allow_head=False),
         ]
     )

@@ -80,7 +80,15 @@ async def run_http(
         from streams.kafka.replay import fetch_positions
 
         raw = functools.partial(fetch_positions, kafka)
-    setup_console(app, settings.db, api_token=settings.api_token, raw=raw, gauges=gauges)
+    setup_console(
+        app,
+        settings.db,
+        api_token=settings.api_token,
+        raw=raw,
+        gauges=gauges,
+        appender=client,
+        clock=now_iso,
+    )
     runner = make_runner(app, settings.ingest, recorder)
     await runner.setup()
     await web.SockSite(runner, listener).start()
