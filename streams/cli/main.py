@@ -35,6 +35,7 @@ from streams.cli.arguments import HelpFormatter, database, port, whole_number
 from streams.cli.failures import database_problem, describe, host_problem, quiet_broken_pipe
 from streams.cli.kafka_commands import add_kafka_commands, kafka_settings
 from streams.config import ConfigError, KycflowError, db_path, load_config
+from streams.console.cli import add_quarantine
 from streams.embedded import replay as replaying
 from streams.kafka.config import KafkaSettings
 from streams.simulator.simulate import add_parser as add_simulate
@@ -349,6 +350,7 @@ def parser() -> argparse.ArgumentParser:
     _add_normalise(commands)
     add_simulate(commands, functools.partial(_command, variables=environment.SIMULATE))
     add_kafka_commands(commands, _command)
+    add_quarantine(commands, _command)
     return root
 
 

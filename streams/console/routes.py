@@ -311,6 +311,8 @@ class Console:
         rows, assessed = await self._assess()
         sent = await reprocess.redeliver(list(assessed.values()), self.appender, self.clock)
         outcomes = await self._outcomes(sent)
+        if "application/json" in request.headers.get("Accept", ""):  # kycflow quarantine
+            return web.json_response({"reprocessed": _reprocessed(sent, outcomes)})
         context = {"rows": rows, "assessed": assessed, "sent": sent, "outcomes": outcomes}
         return self.render(request, "reprocessed.html", context)
 
@@ -328,6 +330,16 @@ class Console:
 
     async def feed(self, request: web.Request) -> web.StreamResponse:
         return await self.feed_api.feed(request)
+
+
+def _reprocessed(
+    sent: dict[int, int], outcomes: dict[int, dict[str, Any] | None]
+) -> list[dict[str, Any]]:
+    empty = {"subject": None, "effect": None, "reason": None}
+    return [
+        {"quarantined_offset": old, "offset": new, **(outcomes.get(new) or empty)}
+        for old, new in sent.items()
+    ]
 
 
 def _pivot(counts: list[dict[str, Any]]) -> list[dict[str, Any]]:

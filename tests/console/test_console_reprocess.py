@@ -8,10 +8,14 @@ on those files, so the processor never looks at that offset again until it is re
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -23,7 +27,7 @@ from statemachines import Step
 from statemachines.events import unrecognised
 from tests.console.conftest import TOKEN, wait_for
 from tests.console.test_console_http import BEARER, call, login
-from tests.e2e.service import CREDENTIALS, Service
+from tests.e2e.service import CREDENTIALS, KYCFLOW, Service
 from tests.payloads import deliver, idenfy_identification
 
 
@@ -52,11 +56,12 @@ def quarantined_by_an_older_version(db: Path) -> None:
     projections.close()
 
 
-@pytest.fixture
-def fixed(tmp_path: Path) -> Iterator[Service]:
+@pytest.fixture(params=[TOKEN])
+def fixed(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Service]:
     db = tmp_path / "kycflow.db"
     quarantined_by_an_older_version(db)
-    running = Service(db, {**CREDENTIALS, "KYCFLOW_API_TOKEN": TOKEN}).start()
+    token = {"KYCFLOW_API_TOKEN": request.param} if request.param else {}
+    running = Service(db, {**CREDENTIALS, **token}).start()
     try:
         yield running
     finally:
@@ -92,3 +97,27 @@ def test_reprocess_re_delivers_what_the_code_now_reads(fixed: Service) -> None:
     # Idempotent: nothing readable is left, so a second POST re-delivers nothing.
     again = call(fixed, "POST", "/ui/quarantine", "", BEARER)[2]
     assert "0 deliveries re-delivered" in again
+
+
+def kycflow(service: Service, *args: str) -> Any:
+    env = {
+        **os.environ,
+        "KYCFLOW_DB": str(service.db),
+        "KYCFLOW_PORT": str(service.port),
+        "KYCFLOW_API_TOKEN": service.env.get("KYCFLOW_API_TOKEN", ""),
+    }
+    done = subprocess.run(
+        [KYCFLOW, "quarantine", *args, "--json"], env=env, capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("fixed", [TOKEN, None], indirect=True, ids=["token", "open"])
+def test_the_command_line_lists_and_reprocesses(fixed: Service) -> None:
+    (item,) = kycflow(fixed, "list")
+    assert item["now"] == "readable" and item["subject"] == "idenfy/kyc/scan-fixed"
+    (done,) = kycflow(fixed, "reprocess")["reprocessed"]
+    assert done["subject"] == "idenfy/kyc/scan-fixed" and done["effect"] == "transition"
+    assert kycflow(fixed, "list")[0]["now"] == "reprocessed"
+    assert kycflow(fixed, "reprocess")["reprocessed"] == []
