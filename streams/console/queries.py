@@ -122,3 +122,19 @@ def quarantined(db: Connection, limit: int = 200) -> list[dict[str, Any]]:
         'ORDER BY "offset" DESC LIMIT ?',
         (limit,),
     )
+
+
+RATE_WINDOW = 10_000  # newest deliveries looked at for the rate: a bounded index scan
+
+
+def recent_rate(db: Connection, now: datetime, seconds: int = 60) -> int:
+    """Deliveries applied with a receive time in the last `seconds`, among the newest
+    RATE_WINDOW by raw offset (offsets follow receive order, so that is where they are)."""
+    since = stamp(now - timedelta(seconds=seconds))
+    row = db.execute(
+        'SELECT (SELECT COUNT(*) FROM (SELECT received_at FROM subject_events ORDER BY "offset" '
+        "DESC LIMIT ?) WHERE received_at >= ?) + (SELECT COUNT(*) FROM (SELECT received_at "
+        'FROM quarantine ORDER BY "offset" DESC LIMIT ?) WHERE received_at >= ?)',
+        (RATE_WINDOW, since, RATE_WINDOW, since),
+    ).fetchone()
+    return int(row[0])

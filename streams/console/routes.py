@@ -176,6 +176,7 @@ class Console:
                 "waiting_count": extra.waiting_count(db, WAIT_LIMIT, now),
                 "waiting_cap": extra.WAITING_CAP,
                 "quarantine": extra.quarantine_size(db),
+                "last_minute": extra.recent_rate(db, now),
                 "recent": extra.recent_transitions(db),
                 "feed_head": projected.feed_head(db),
             }

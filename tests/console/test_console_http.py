@@ -10,8 +10,9 @@ import pytest
 
 from projections import listing
 from streams.console import auth
-from tests.console.conftest import TOKEN, XSS, XSS_ID
+from tests.console.conftest import TOKEN, XSS, XSS_ID, wait_for
 from tests.e2e.service import Service
+from tests.payloads import ondato_document, ondato_kyb
 
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 SUBJECT = "/ui/verifications/idenfy/kyc/scan-1"
@@ -217,3 +218,34 @@ def test_search_by_the_integrators_reference(secured: Service) -> None:
     assert "idenfy/kyc/scan-1" in text
     markup = call(secured, "GET", "/ui/verifications?" + urlencode({"q": XSS}), headers=BEARER)
     assert "onerror=alert(1)&gt;" in markup[2]  # found by its reference, shown as text
+
+
+def test_overview_counts_and_rate(secured: Service) -> None:
+    text = call(secured, "GET", "/ui/", headers=BEARER)[2]
+    assert re.search(r'id="last-minute">[1-9]\d* \(', text)  # the seeded webhooks, just now
+    assert "idenfy/kyc/scan-1" in text  # a recent transition
+    assert "approved: " in text  # counts by status
+
+
+def test_logout_ends_the_browser_session(secured: Service) -> None:
+    session = login(secured)
+    cookie, field = csrf_of(secured, "/ui/", {"Cookie": session})
+    jar = {"Cookie": f"{session}; kycflow_csrf={cookie}"}
+    status, headers, _ = call(secured, "POST", "/ui/logout", urlencode({"csrf": field}), jar)
+    assert status == 303
+    cleared = next(c for c in headers.get_all("Set-Cookie") or [] if "kycflow_session" in c)
+    assert 'kycflow_session=""' in cleared or "Max-Age=0" in cleared
+
+
+def test_kyb_and_its_documents_link_both_ways(secured: Service) -> None:
+    secured.send(ondato_kyb("Created", kyb="kyb-links", webhook_id="w-kyb-links"))
+    secured.send(
+        ondato_document("Created", document="doc-links", kyb="kyb-links", webhook_id="w-doc")
+    )
+    wait_for(secured, "ondato/kyb_document/doc-links", 1)
+    kyb = call(secured, "GET", "/ui/verifications/ondato/kyb/kyb-links", headers=BEARER)[2]
+    assert 'href="/ui/verifications/ondato/kyb_document/doc-links"' in kyb
+    document = call(
+        secured, "GET", "/ui/verifications/ondato/kyb_document/doc-links", headers=BEARER
+    )
+    assert 'href="/ui/verifications/ondato/kyb/kyb-links"' in document[2]
