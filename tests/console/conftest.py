@@ -8,8 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from ingest import rawlog
+from projections.schema import open_projections
+from projections.store import ProjectionStore
+from statemachines import Step
+from statemachines.events import unrecognised
 from tests.e2e.service import CREDENTIALS, Service
-from tests.payloads import Webhook, idenfy_identification
+from tests.payloads import Webhook, deliver, idenfy_identification
 
 TOKEN = "console-test-token"
 XSS = "<script>alert(1)</script>"
@@ -64,6 +69,33 @@ def open_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     running = Service(db, dict(CREDENTIALS)).start()
     try:
         seed(running, None)
+        yield running
+    finally:
+        running.stop()
+
+
+def quarantined_by_an_older_version(db: Path) -> None:
+    env = deliver(
+        idenfy_identification(scan_ref="scan-fixed"), received_at="2026-11-01T10:00:00.000000Z"
+    )
+    writer = rawlog.RawLogWriter(rawlog.raw_log_path(db))
+    (receipt,) = writer.append([env])
+    writer.close()
+    env = env.at(receipt.offset)
+    projections = open_projections(str(db))
+    store = ProjectionStore(projections)
+    step = Step(env, unrecognised(env, "unknown iDenfy event type (before the fix)"), None)
+    store.apply([step], receipt.offset)
+    projections.close()
+
+
+@pytest.fixture(params=[TOKEN])
+def fixed(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Service]:
+    db = tmp_path / "kycflow.db"
+    quarantined_by_an_older_version(db)
+    token = {"KYCFLOW_API_TOKEN": request.param} if request.param else {}
+    running = Service(db, {**CREDENTIALS, **token}).start()
+    try:
         yield running
     finally:
         running.stop()

@@ -15,9 +15,10 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.console.conftest import TOKEN, XSS_ID
+from projections import listing
+from tests.console.conftest import TOKEN, XSS_ID, wait_for
 from tests.e2e.service import Service
-from tests.payloads import idenfy_identification
+from tests.payloads import idenfy_identification, ondato_kyb
 
 if not sys.platform.startswith("linux"):
     pytest.skip("the browser tests use Debian's chromium packages", allow_module_level=True)
@@ -75,21 +76,28 @@ def shoot(browser: WebDriver, name: str) -> None:
 
 
 def log_in(browser: WebDriver, service: Service) -> None:
-    browser.get(service.url + "/ui/")
+    browser.get(service.url + "/ui/login")
     wait(browser).until(ready.presence_of_element_located((By.ID, "token")))
-    assert "/ui/login" in browser.current_url
     browser.find_element(By.ID, "token").send_keys(TOKEN)
     browser.find_element(By.CSS_SELECTOR, "form.login button").click()
     wait(browser).until(ready.presence_of_element_located((By.ID, "recent")))
 
 
 def test_log_in_search_and_open_a_timeline(browser: WebDriver, secured: Service) -> None:
+    browser.get(secured.url + "/ui/")  # no session yet: to the login form
+    wait(browser).until(ready.presence_of_element_located((By.ID, "token")))
+    assert "/ui/login?next=" in browser.current_url
     log_in(browser, secured)
     shoot(browser, "overview")
     browser.get(secured.url + "/ui/verifications")
     browser.find_element(By.ID, "q").send_keys("scan-1")
     browser.find_element(By.CSS_SELECTOR, "form.search button").click()
     link = wait(browser).until(ready.element_to_be_clickable((By.LINK_TEXT, "idenfy/kyc/scan-1")))
+    if "reference" in listing.PARAMETERS:  # by the integrator's reference (iDenfy clientId)
+        browser.get(secured.url + "/ui/verifications?q=client-42")
+        link = wait(browser).until(
+            ready.element_to_be_clickable((By.LINK_TEXT, "idenfy/kyc/scan-1"))
+        )
     link.click()
     transitions = wait(browser).until(ready.presence_of_element_located((By.ID, "transitions")))
     assert "approved" in transitions.text
@@ -127,3 +135,24 @@ def test_an_xss_payload_is_inert(browser: WebDriver, secured: Service) -> None:
     assert browser.find_elements(By.CSS_SELECTOR, "main img") == []
     with pytest.raises(NoAlertPresentException):
         browser.switch_to.alert.text  # noqa: B018 — raises when no alert is open
+
+
+def test_a_timeline_shows_its_status_change_live(browser: WebDriver, secured: Service) -> None:
+    secured.send(ondato_kyb("Created", kyb="kyb-live", webhook_id="w-live-1"))
+    wait_for(secured, "ondato/kyb/kyb-live", 1)
+    browser.get(secured.url + "/ui/verifications/ondato/kyb/kyb-live")
+    status = wait(browser).until(ready.presence_of_element_located((By.ID, "current-status")))
+    before = status.text
+    secured.send(ondato_kyb("Approved", kyb="kyb-live", webhook_id="w-live-2"))
+    wait(browser).until(ready.text_to_be_present_in_element((By.ID, "current-status"), "approved"))
+    assert before != "approved"
+    assert "approved" in browser.find_element(By.ID, "transitions").text
+
+
+def test_reprocess_the_quarantine_after_a_fix(browser: WebDriver, fixed: Service) -> None:
+    log_in(browser, fixed)
+    browser.get(fixed.url + "/ui/quarantine")
+    assert "readable, for" in browser.find_element(By.ID, "quarantine").text
+    browser.find_element(By.ID, "reprocess").click()
+    report = wait(browser).until(ready.presence_of_element_located((By.ID, "reprocessed")))
+    assert "idenfy/kyc/scan-fixed: transition" in report.text

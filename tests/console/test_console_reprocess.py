@@ -13,22 +13,14 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 
-from ingest import rawlog
-from projections.schema import open_projections
-from projections.store import ProjectionStore
-from statemachines import Step
-from statemachines.events import unrecognised
 from tests.console.conftest import TOKEN, wait_for
 from tests.console.test_console_http import BEARER, call, login
-from tests.e2e.service import CREDENTIALS, KYCFLOW, Service
-from tests.payloads import deliver, idenfy_identification
+from tests.e2e.service import KYCFLOW, Service
 
 
 def quarantine_with(service: Service, text: str) -> str:
@@ -39,33 +31,6 @@ def quarantine_with(service: Service, text: str) -> str:
         if text in page or time.monotonic() > deadline:
             return page
         time.sleep(0.05)
-
-
-def quarantined_by_an_older_version(db: Path) -> None:
-    env = deliver(
-        idenfy_identification(scan_ref="scan-fixed"), received_at="2026-11-01T10:00:00.000000Z"
-    )
-    writer = rawlog.RawLogWriter(rawlog.raw_log_path(db))
-    (receipt,) = writer.append([env])
-    writer.close()
-    env = env.at(receipt.offset)
-    projections = open_projections(str(db))
-    store = ProjectionStore(projections)
-    step = Step(env, unrecognised(env, "unknown iDenfy event type (before the fix)"), None)
-    store.apply([step], receipt.offset)
-    projections.close()
-
-
-@pytest.fixture(params=[TOKEN])
-def fixed(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Service]:
-    db = tmp_path / "kycflow.db"
-    quarantined_by_an_older_version(db)
-    token = {"KYCFLOW_API_TOKEN": request.param} if request.param else {}
-    running = Service(db, {**CREDENTIALS, **token}).start()
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def test_reprocess_re_delivers_what_the_code_now_reads(fixed: Service) -> None:
