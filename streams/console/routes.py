@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +27,7 @@ from streams.console import queries as extra
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Raw = Callable[[list[int]], dict[int, RawEnvelope]]
 
+log = logging.getLogger("kycflow.console")
 STATIC = Path(__file__).with_name("static")
 # No inline script or style at all: nothing a webhook field injects can run.
 CSP = (
@@ -56,6 +59,20 @@ def embedded_raw(db_path: str) -> Raw:
     return read
 
 
+def _tolerant(read: Raw) -> Raw:
+    """Raw bodies when they can be read; none (the pages say so) when the raw log or the
+    broker cannot be read right now, rather than an error page for the whole timeline."""
+
+    def tolerant(offsets: list[int]) -> dict[int, RawEnvelope]:
+        try:
+            return read(offsets)
+        except Exception as exc:  # sqlite3, kafka-python or OS errors alike
+            log.warning("console: raw deliveries unreadable (%s)", type(exc).__name__)
+            return {}
+
+    return tolerant
+
+
 class Console:
     def __init__(
         self,
@@ -68,8 +85,7 @@ class Console:
     ) -> None:
         self.db_path, self.guard, self.gauges = db_path, guard, gauges
         self.appender, self.clock = appender, clock
-        self.raw = raw or embedded_raw(db_path)
-        self.kafka_raw = raw is not None
+        self.raw = _tolerant(raw or embedded_raw(db_path))
         self.reader = Reader(db_path)
         self.feed_api = ReadApi(self.reader, str, poll=0.2, keepalive=15.0)
 
@@ -86,8 +102,9 @@ class Console:
                     response = await handler(request)
                 except Unavailable as exc:
                     response = self.render(request, "error.html", {"message": str(exc)}, 503)
-            for name, value in SECURITY_HEADERS.items():
-                response.headers.setdefault(name, value)
+            if not response.prepared:  # the feed's stream has sent its headers already
+                for name, value in SECURITY_HEADERS.items():
+                    response.headers.setdefault(name, value)
             return response
 
         return wrapped
@@ -230,9 +247,10 @@ class Console:
         if history is None:
             missing = {"message": f"No verification {projected.subject_key(*subject)}."}
             return self.render(request, "error.html", missing, 404)
-        found = await asyncio.to_thread(
-            inspect.timeline, self.db_path, *subject, self.raw if self.kafka_raw else None
-        )
+        try:
+            found = await asyncio.to_thread(inspect.timeline, self.db_path, *subject, self.raw)
+        except sqlite3.Error as exc:
+            raise Unavailable(f"projections not readable: {exc}") from None
         steps = found["timeline"] if found else []
         documents = (
             self.reader.run(projected.documents_of, subject[0], subject[2])
