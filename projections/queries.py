@@ -2,8 +2,9 @@
 
 Pure functions of a connection: no writes, no clock, no caching, so the API can share one
 read-only connection per process and a test can pass the writer's `Database` directly.
-Rows come back as the JSON-safe shapes the API serves: `final` as a bool, `reasons` as a
-list, and never the internal `fold_*` columns (the fold's private bookkeeping).
+Rows come back as the JSON-safe shapes the API serves: `final` as a bool, `reasons` and
+`references` as lists, and never the internal `fold_*` columns (the fold's private
+bookkeeping).
 """
 
 from __future__ import annotations
@@ -20,9 +21,17 @@ Connection = sqlite3.Connection | Database
 
 FEED_LIMIT = 500  # rows per feed read at most
 VERIFICATION_FIELDS = (
-    "provider", "kind", "id", "status", "final", "decided_by", "attempt", "provider_status",
-    "reasons", "version", "updated_at", "cause_event", "cause_offset", "parent_kind", "parent_id",
+    "provider", "kind", "id", "reference", "references", "status", "final", "decided_by",
+    "attempt", "provider_status", "reasons", "version", "updated_at", "cause_event",
+    "cause_offset", "parent_kind", "parent_id",
 )  # fmt: skip
+JSON_FIELDS = ("reasons", "references")  # lists, stored as JSON text
+# The primary reference is in `verifications`, the others in `verification_references`;
+# both indexed. Takes the reference twice.
+SUBJECTS_WITH_REFERENCE = (
+    "SELECT subject FROM verifications WHERE reference = ? "
+    "UNION SELECT subject FROM verification_references WHERE reference = ?"
+)
 TRANSITION_FIELDS = (
     "seq", "version", "from_status", "to_status", "trigger", "attempt", "final", "decided_by",
     "event_type", "dedup_key", "offset", "received_at", "provider_status", "reasons",
@@ -43,8 +52,9 @@ def rows(db: Connection, sql: str, params: tuple[Any, ...] = ()) -> list[dict[st
     for row in found:
         if "final" in row:
             row["final"] = bool(row["final"])
-        if "reasons" in row:
-            row["reasons"] = json.loads(row["reasons"])
+        for name in JSON_FIELDS:
+            if name in row:
+                row[name] = json.loads(row[name])
     return found
 
 
@@ -99,11 +109,15 @@ def history(db: Connection, provider: str, kind: str, id: str) -> dict[str, Any]
 
 
 def feed_after(db: Connection, seq: int, limit: int = 500) -> list[dict[str, Any]]:
-    """Status changes with a feed position greater than `seq`, oldest first."""
+    """Status changes with a feed position greater than `seq`, oldest first, each with its
+    subject's `reference` as now known (the transitions table does not store it; in Kafka
+    mode it is null until the subject's status record is projected)."""
+    fields = ", ".join(f't."{name}"' for name in TRANSITION_FIELDS)
     found = rows(
         db,
-        f"SELECT subject, {columns(TRANSITION_FIELDS)} FROM transitions WHERE seq > ? "
-        "ORDER BY seq LIMIT ?",
+        f"SELECT t.subject, v.reference, {fields} FROM transitions AS t "
+        "LEFT JOIN verifications AS v ON v.subject = t.subject WHERE t.seq > ? "
+        "ORDER BY t.seq LIMIT ?",
         (seq, max(1, min(FEED_LIMIT, limit))),
     )
     return [_split_subject(row) for row in found]
@@ -115,10 +129,22 @@ def feed_head(db: Connection) -> int:
     return int(row[0])
 
 
-def _split_subject(row: dict[str, Any]) -> dict[str, Any]:
+def _parts(key: str) -> tuple[str, str, str]:
     # Provider and kind never contain "/", so the id is everything after the second one.
-    provider, kind, id = row.pop("subject").split("/", 2)
+    provider, kind, id = key.split("/", 2)
+    return provider, kind, id
+
+
+def _split_subject(row: dict[str, Any]) -> dict[str, Any]:
+    provider, kind, id = _parts(row.pop("subject"))
     return {"provider": provider, "kind": kind, "id": id, **row}
+
+
+def with_reference(db: Connection, reference: str) -> list[tuple[str, str, str]]:
+    """(provider, kind, id) of every subject whose reference, or one of whose other
+    references, is `reference`, by subject key."""
+    found = db.execute(f"{SUBJECTS_WITH_REFERENCE} ORDER BY subject", (reference,) * 2)
+    return [_parts(key) for (key,) in found.fetchall()]
 
 
 def documents_of(db: Connection, provider: str, kyb_id: str) -> list[dict[str, Any]]:

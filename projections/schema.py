@@ -114,3 +114,49 @@ def verifications_by_update(db: Database) -> None:
     db.execute(
         "CREATE INDEX IF NOT EXISTS verifications_by_update ON verifications (updated_at, subject)"
     )
+
+
+@migrations()
+def verification_references(db: Database) -> None:
+    # Issue 10 §4: integrators look verifications up by their own id. `reference` is the
+    # primary one (iDenfy clientId, Ondato externalReferenceId, IDWise referenceNo) and
+    # `references` every one seen (a sorted JSON list, at most 8). Rows projected before
+    # this migration get them from `kycflow replay`.
+    db.execute("ALTER TABLE verifications ADD COLUMN reference TEXT")
+    db.execute("""ALTER TABLE verifications ADD COLUMN "references" TEXT NOT NULL DEFAULT '[]'""")
+    db.execute("CREATE INDEX verifications_by_reference ON verifications (reference)")
+    # The other references (an iDenfy externalRef beside the clientId …), one row per pair,
+    # so `?reference=` finds them by index too. Most subjects have none. Triggers keep it,
+    # so every writer (processor, Kafka projector, replay's merge) agrees; writers upsert
+    # (INSERT OR REPLACE would not fire the delete trigger).
+    db.execute("""
+        CREATE TABLE verification_references (
+            reference TEXT NOT NULL, subject TEXT NOT NULL, PRIMARY KEY (reference, subject)
+        ) WITHOUT ROWID""")
+    db.execute(f"""
+        CREATE TRIGGER verification_references_on_insert AFTER INSERT ON verifications
+        WHEN new."references" NOT IN ('[]', json_array(new.reference))
+        BEGIN {_ADD_OTHERS} END""")
+    # Only when they change: most updates of a subject leave its references as they were.
+    db.execute(f"""
+        CREATE TRIGGER verification_references_on_update
+        AFTER UPDATE OF reference, "references" ON verifications
+        WHEN old.reference IS NOT new.reference OR old."references" IS NOT new."references"
+        BEGIN {_REMOVE_OTHERS} {_ADD_OTHERS} END""")
+    db.execute(f"""
+        CREATE TRIGGER verification_references_on_delete AFTER DELETE ON verifications
+        BEGIN {_REMOVE_OTHERS} END""")
+
+
+# Found through the old row's own references, by key: no index on `subject` to maintain.
+_REMOVE_OTHERS = """
+    DELETE FROM verification_references WHERE subject = old.subject
+    AND reference IN (SELECT value FROM json_each(old."references"));"""
+# NOT EXISTS, not OR IGNORE: an upsert's ON CONFLICT overrides a trigger's conflict clause.
+_ADD_OTHERS = """
+    INSERT INTO verification_references (reference, subject)
+    SELECT value, new.subject FROM json_each(new."references") AS one
+    WHERE one.value IS NOT new.reference AND NOT EXISTS (
+        SELECT 1 FROM verification_references WHERE reference = one.value
+        AND subject = new.subject
+    );"""

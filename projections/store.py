@@ -146,9 +146,7 @@ class _Rows:
 
     def write(self, conn: Any) -> None:
         conn.executemany(
-            f"INSERT OR REPLACE INTO verifications ({VERIFICATION_COLUMNS}) "
-            f"VALUES ({', '.join('?' * 19)})",
-            [verification_row(state) for state in self.states.values()],
+            _VERIFICATION_SQL, [verification_row(state) for state in self.states.values()]
         )
         documents = [
             document_row(s) for s in self.states.values() if s.subject.kind == "kyb_document"
@@ -175,8 +173,24 @@ TRANSITION_COLUMNS = (
 VERIFICATION_COLUMNS = (
     "subject, provider, kind, id, status, final, decided_by, attempt, provider_status, "
     "reasons, version, updated_at, cause_event, cause_offset, parent_kind, parent_id, "
-    "fold_winner, fold_attempts, fold_seen"
+    'fold_winner, fold_attempts, fold_seen, reference, "references"'
 )
+
+
+def upsert(table: str, columns: str, *, newer: bool = False) -> str:
+    """Insert a row or update it in place, keyed by `subject`; `newer`: only by a higher
+    `version`. An update, not INSERT OR REPLACE, so the table's update triggers see the row
+    it replaces (the reference index is rewritten only when the references change)."""
+    names = [name.strip() for name in columns.split(",")]
+    updates = ", ".join(f"{name} = excluded.{name}" for name in names[1:])
+    guard = f" WHERE excluded.version > {table}.version" if newer else ""
+    return (
+        f"INSERT INTO {table} ({columns}) VALUES ({', '.join('?' * len(names))}) "
+        f"ON CONFLICT (subject) DO UPDATE SET {updates}{guard}"
+    )
+
+
+_VERIFICATION_SQL = upsert("verifications", VERIFICATION_COLUMNS)
 
 
 def verification_row(state: SubjectState) -> tuple[Any, ...]:
@@ -201,6 +215,8 @@ def verification_row(state: SubjectState) -> tuple[Any, ...]:
         _ints(state.winner) if state.winner else None,
         _ints(state.attempt_keys),
         state.seen,
+        state.reference,
+        _json_list(state.references),
     )
 
 
@@ -208,7 +224,7 @@ def state_from_row(row: Sequence[Any]) -> SubjectState:
     """Inverse of `verification_row`: the fold's state of a stored subject."""
     provider, kind, sid, status, final, decided_by, attempt, provider_status = row[1:9]
     reasons, version, updated_at, cause_event, cause_offset, parent_kind, parent_id = row[9:16]
-    winner, attempts, seen = row[16:19]
+    winner, attempts, seen, reference, references = row[16:21]
     parent = Subject(provider, parent_kind, parent_id) if parent_kind else None
     return SubjectState(
         Subject(provider, kind, sid),
@@ -226,6 +242,8 @@ def state_from_row(row: Sequence[Any]) -> SubjectState:
         tuple(int(x) for x in winner.split(",")) if winner else None,  # type: ignore[arg-type]
         tuple(int(x) for x in attempts.split(",")) if attempts else (),
         bytes(seen),
+        reference,
+        tuple(json.loads(references)),
     )
 
 

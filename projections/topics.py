@@ -27,6 +27,7 @@ from projections.store import (
     document_row,
     subject_event_row,
     transition_row,
+    upsert,
     verification_row,
 )
 from statemachines.codec import (
@@ -53,18 +54,9 @@ class Record(NamedTuple):
     value: bytes
 
 
-def _upsert_newer(table: str, columns: str, count: int) -> str:
-    names = [name.strip() for name in columns.split(",")]
-    updates = ", ".join(f"{name} = excluded.{name}" for name in names[1:])
-    return (
-        f"INSERT INTO {table} ({columns}) VALUES ({', '.join('?' * count)}) "
-        f"ON CONFLICT (subject) DO UPDATE SET {updates} WHERE excluded.version > {table}.version"
-    )
-
-
 DOCUMENT_COLUMNS = "subject, provider, id, kyb_id, status, final, version, updated_at"
-_VERIFICATION_SQL = _upsert_newer("verifications", VERIFICATION_COLUMNS, 19)
-_DOCUMENT_SQL = _upsert_newer("documents", DOCUMENT_COLUMNS, 8)
+_VERIFICATION_SQL = upsert("verifications", VERIFICATION_COLUMNS, newer=True)
+_DOCUMENT_SQL = upsert("documents", DOCUMENT_COLUMNS, newer=True)
 _TRANSITION_SQL = (
     f"INSERT OR IGNORE INTO transitions ({TRANSITION_COLUMNS}) VALUES ({', '.join('?' * 14)})"
 )

@@ -55,6 +55,8 @@ class SubjectState(NamedTuple):
             "provider": self.subject.provider,
             "kind": self.subject.kind,
             "id": self.subject.id,
+            "reference": self.reference,
+            "references": list(self.references),
             "status": self.status,
             "final": self.final,
             "decided_by": self.decided_by,

@@ -269,6 +269,8 @@ def _flat(event: CanonicalEvent | Unrecognised) -> tuple[Any, ...]:
         tuple(e.parent) if e.parent else None,
         e.note,
         e.recognised,
+        e.reference,
+        e.references,
     )
 
 
@@ -291,6 +293,8 @@ def _rebuild(flat: tuple[Any, ...]) -> CanonicalEvent | Unrecognised:
         parent,
         note,
         recognised,
+        reference,
+        references,
     ) = flat
     return CanonicalEvent(
         Subject(*subject),
@@ -307,6 +311,8 @@ def _rebuild(flat: tuple[Any, ...]) -> CanonicalEvent | Unrecognised:
         Subject(*parent) if parent else None,
         note,
         recognised,
+        reference,
+        references,
     )
 
 

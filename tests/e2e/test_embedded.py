@@ -36,10 +36,20 @@ def families() -> dict[str, tuple[list[Webhook], dict[str, Any]]]:
                     fraud_tags=("FACE_SUSPECTED",),
                 ),
                 p.idenfy_identification(
-                    "IDENTIFICATION_MANUAL_FINISHED", "scan-e2e", overall="APPROVED", manual=True
+                    "IDENTIFICATION_MANUAL_FINISHED",
+                    "scan-e2e",
+                    overall="APPROVED",
+                    manual=True,
+                    external_ref="order-e2e",
                 ),
             ],
-            {"status": "approved", "final": True, "decided_by": "manual"},
+            {
+                "status": "approved",
+                "final": True,
+                "decided_by": "manual",
+                "reference": "client-42",
+                "references": ["client-42", "order-e2e"],
+            },
         ),
         "idenfy/kyb/company-e2e": (
             [
@@ -72,7 +82,13 @@ def families() -> dict[str, tuple[list[Webhook], dict[str, Any]]]:
         ),
         "ondato/kyc/idv-e2e": (
             [
-                p.ondato_idv("InProgress", "idv-e2e", webhook_id="o1", created=STAMP.format(1)),
+                p.ondato_idv(
+                    "InProgress",
+                    "idv-e2e",
+                    external_ref="customer-e2e",
+                    webhook_id="o1",
+                    created=STAMP.format(1),
+                ),
                 p.ondato_kyc("Processed", "idv-e2e", webhook_id="o2", created=STAMP.format(2)),
                 p.ondato_kyc(
                     "Approved",
@@ -83,14 +99,19 @@ def families() -> dict[str, tuple[list[Webhook], dict[str, Any]]]:
                 ),
                 p.ondato_idv("Completed", "idv-e2e", webhook_id="o4", created=STAMP.format(4)),
             ],
-            {"status": "approved", "final": True, "decided_by": "manual"},
+            {
+                "status": "approved",
+                "final": True,
+                "decided_by": "manual",
+                "reference": "customer-e2e",
+            },
         ),
         "ondato/kyb/kyb-e2e": (
             [
                 p.ondato_kyb("Created", "kyb-e2e", webhook_id="k1", created=STAMP.format(1)),
                 p.ondato_kyb("Approved", "kyb-e2e", webhook_id="k2", created=STAMP.format(5)),
             ],
-            {"status": "approved"},
+            {"status": "approved", "reference": None, "references": []},
         ),
         "ondato/kyb_document/doc-e2e": (
             [
@@ -125,7 +146,12 @@ def families() -> dict[str, tuple[list[Webhook], dict[str, Any]]]:
                     finalDecision="Rejected",
                 ),
             ],
-            {"status": "rejected", "final": True, "decided_by": "manual"},
+            {
+                "status": "rejected",
+                "final": True,
+                "decided_by": "manual",
+                "reference": "customer-42",
+            },
         ),
         "idwise/aml_monitoring/journey-e2e": (
             [
@@ -168,8 +194,8 @@ def table_dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
 
     with sqlite3.connect(path) as db:
         return {
-            t: db.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall()
-            for t in (*PROJECTION_TABLES, "checkpoint")
+            t: db.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()
+            for t in (*PROJECTION_TABLES, "verification_references", "checkpoint")
         }
 
 
@@ -257,3 +283,8 @@ def test_status_feed_resumes_after_last_event_id_without_gaps(service: Service) 
     rest = read_feed(service, total - 5, last_event_id=first[-1]["event_id"])
     ids = [int(e["event_id"]) for e in first + rest]
     assert ids == list(range(ids[0], ids[0] + total))
+    # Each status change names its subject's reference, as the subject's row does.
+    for event in first + rest:
+        key = f"{event['provider']}/{event['kind']}/{event['id']}"
+        assert event["reference"] == service.get(f"/verifications/{key}")[1]["reference"]
+    assert {e["reference"] for e in first + rest} >= {"client-42", "customer-e2e", None}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -69,12 +68,9 @@ def _stamp(webhook: Webhook) -> str:
 
 
 def projections(states: dict[str, SubjectState]) -> dict[str, dict[str, Any]]:
+    # public() holds the references too: they converge like every other field.
     return {
-        key: {
-            **{k: v for k, v in state.public().items() if k not in ARRIVAL_FIELDS},
-            "reference": state.reference,
-            "references": state.references,
-        }
+        key: {k: v for k, v in state.public().items() if k not in ARRIVAL_FIELDS}
         for key, state in states.items()
     }
 
@@ -153,17 +149,13 @@ def test_state_survives_the_verifications_row(case: tuple[History, list[Webhook]
 
     _, sequence = case
     for state in replay(log_of(sequence)).values():
-        # The row keeps the reference once the projections store it (issue 10 §4, the
-        # projection side): until then it is compared apart, below.
-        assert state_from_row(verification_row(state)) == state._replace(
-            reference=None, references=()
-        )
+        assert state_from_row(verification_row(state)) == state
 
 
-@pytest.mark.xfail(reason="the verifications row does not store the reference yet", strict=True)
 def test_the_reference_survives_the_verifications_row() -> None:
     from projections.store import state_from_row, verification_row
 
     state = replay(log_of([idenfy_identification(client_id="c-1", external_ref="x-1")]))
     for found in state.values():
+        assert (found.reference, found.references) == ("c-1", ("c-1", "x-1"))
         assert state_from_row(verification_row(found)) == found

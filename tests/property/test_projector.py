@@ -7,6 +7,7 @@ replace what the delivery really did.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pydantic_core
@@ -79,8 +80,10 @@ def deliveries(draw: st.DrawFn, steps: list[Step]) -> list[list[Record]]:
 
 
 def tables(db: Any) -> dict[str, list[tuple[Any, ...]]]:
-    """Every projection table, order-free; `transitions.seq` (feed arrival order) dropped."""
-    rows = {t: db.execute(f"SELECT * FROM {t}").fetchall() for t in PROJECTION_TABLES}
+    """Every projection table and the reference index, order-free; `transitions.seq` (feed
+    arrival order) dropped."""
+    names = (*PROJECTION_TABLES, "verification_references")
+    rows = {t: db.execute(f"SELECT * FROM {t}").fetchall() for t in names}
     rows["transitions"] = [row[1:] for row in rows["transitions"]]
     return {table: sorted(found, key=repr) for table, found in rows.items()}
 
@@ -98,3 +101,18 @@ def test_projector_builds_the_embedded_tables_from_any_delivery(
     for batch in data.draw(deliveries(steps)):
         projection.apply(batch)
     assert tables(projection.db) == tables(embedded.db)
+    for db in (embedded.db, projection.db):
+        assert_reference_index(db)
+
+
+def assert_reference_index(db: Any) -> None:
+    """`verification_references` holds exactly each row's references but its primary one
+    (which `verifications_by_reference` finds), however the rows were written."""
+    rows = db.execute('SELECT subject, reference, "references" FROM verifications').fetchall()
+    expected = {
+        (ref, subject)
+        for subject, primary, refs in rows
+        for ref in json.loads(refs)
+        if ref != primary
+    }
+    assert set(db.execute("SELECT reference, subject FROM verification_references")) == expected
