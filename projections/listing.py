@@ -2,6 +2,8 @@
 
 Every parameter is checked before the database is read, so a mistyped filter is a 400
 that says what is allowed, never an empty page that looks like "no such verifications".
+`reference` finds a verification by any of the integrator's ids it carries, `id` by the
+provider's id whatever the kind (an iDenfy scanRef, an Ondato IDV id …).
 Two orders: `key` (subject key, the default: stable under concurrent writes) and `newest`
 (most recently changed first, by `updated_at`). Either way the cursor is the last row's
 sort key, so pages stay consistent while the processor writes (no row skipped or
@@ -17,15 +19,24 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from projections.queries import VERIFICATION_FIELDS, Connection, columns, rows
+from projections.queries import (
+    SUBJECTS_WITH_REFERENCE,
+    VERIFICATION_FIELDS,
+    Connection,
+    columns,
+    rows,
+    subject_key,
+)
 from statemachines.envelope import PROVIDERS
+from statemachines.events import MAX_REFERENCE
 from statemachines.machines import KINDS, LIFECYCLES
 
 STATUSES = tuple(sorted({status for lc in LIFECYCLES.values() for status in lc.statuses}))
 FILTERS: dict[str, tuple[str, ...]] = {"provider": PROVIDERS, "kind": KINDS, "status": STATUSES}
 ORDERS = ("key", "newest")
 DEFAULT_LIMIT, MAX_LIMIT = 50, 500
-PARAMETERS = (*FILTERS, "limit", "cursor", "order", "updated_since")
+LOOKUPS = ("reference", "id")  # free text, matched exactly
+PARAMETERS = (*FILTERS, *LOOKUPS, "limit", "cursor", "order", "updated_since")
 # `received_at` as ingest writes it; fixed width, so text order is time order.
 _STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
@@ -40,6 +51,8 @@ class Listing(NamedTuple):
     cursor: str | None = None
     order: str = "key"
     updated_since: str | None = None  # as `received_at` text
+    reference: str | None = None
+    id: str | None = None
 
 
 def parse(pairs: Iterable[tuple[str, str]]) -> Listing:
@@ -58,6 +71,11 @@ def parse(pairs: Iterable[tuple[str, str]]) -> Listing:
     for name, allowed in FILTERS.items():
         if name in given and given[name] not in allowed:
             raise ValueError(f"{name} must be one of: {', '.join(allowed)}")
+    for name in LOOKUPS:
+        if given.get(name) == "":
+            raise ValueError(f"{name} must not be empty")
+    if len(given.get("reference", "")) > MAX_REFERENCE:
+        raise ValueError(f"reference is at most {MAX_REFERENCE} characters (no longer one is kept)")
     order = given.get("order", "key")
     if order not in ORDERS:
         raise ValueError(f"order must be one of: {', '.join(ORDERS)}")
@@ -73,6 +91,8 @@ def parse(pairs: Iterable[tuple[str, str]]) -> Listing:
         cursor=cursor,
         order=order,
         updated_since=None if since is None else parse_time(since),
+        reference=given.get("reference"),
+        id=given.get("id"),
     )
 
 
@@ -131,19 +151,23 @@ def decode_cursor(cursor: str, order: str = "key") -> tuple[str, ...]:
 
 def page(db: Connection, listing: Listing) -> dict[str, Any]:
     """One page of verifications; `next_cursor` is None on the last page."""
-    clauses, params = [], []
+    clauses, params = _lookup(listing)
+    # A lookup's few subjects drive the query; `+` keeps SQLite from scanning another
+    # index for the other conditions instead (it did, for provider= and status=).
+    plain = "+" if clauses else ""
     for column in FILTERS:
         value = getattr(listing, column)
         if value is not None:
-            clauses.append(f"{column} = ?")
+            clauses.append(f"{plain}{column} = ?")
             params.append(value)
     if listing.updated_since is not None:
-        clauses.append("updated_at >= ?")
+        clauses.append(f"{plain}updated_at >= ?")
         params.append(listing.updated_since)
     newest = listing.order == "newest"
     if listing.cursor is not None:
         # Every fold sets updated_at, so it is never NULL in a row: row values compare.
-        clauses.append("(updated_at, subject) < (?, ?)" if newest else "subject > ?")
+        after = f"({plain}updated_at, {plain}subject) < (?, ?)" if newest else f"{plain}subject > ?"
+        clauses.append(after)
         params.extend(decode_cursor(listing.cursor, listing.order))
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     order = "updated_at DESC, subject DESC" if newest else "subject"
@@ -159,3 +183,22 @@ def page(db: Connection, listing: Listing) -> dict[str, Any]:
     for item in items:
         del item["subject"]
     return {"items": items, "next_cursor": next_cursor}
+
+
+def _lookup(listing: Listing) -> tuple[list[str], list[str]]:
+    """The conditions (and their parameters) for `reference` and `id`, both by index."""
+    clauses, params = [], []
+    if listing.reference is not None:  # the primary reference or any other
+        clauses.append(f"subject IN ({SUBJECTS_WITH_REFERENCE})")
+        params += [listing.reference, listing.reference]
+    if listing.id is not None:
+        # The id is the last part of the subject key: one key per provider and kind, so
+        # no index on `id` for every write to maintain.
+        keys = [
+            subject_key(provider, kind, listing.id)
+            for provider in ([listing.provider] if listing.provider else PROVIDERS)
+            for kind in ([listing.kind] if listing.kind else KINDS)
+        ]
+        clauses.append(f"subject IN ({', '.join('?' * len(keys))})")
+        params += keys
+    return clauses, params

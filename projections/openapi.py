@@ -11,6 +11,8 @@ from typing import Any
 
 from projections import listing
 from statemachines.envelope import PROVIDERS
+from statemachines.events import MAX_REFERENCE
+from statemachines.fold import MAX_REFERENCES
 from statemachines.machines import KINDS
 
 Schema = dict[str, Any]
@@ -55,6 +57,10 @@ SUBJECT = [
     _param("path", "id", "The provider's id of the subject (URL-encoded).", type="string"),
 ]
 
+REFERENCE = (
+    "The integrator's own id for the subject: iDenfy clientId, Ondato externalReferenceId, "
+    "IDWise referenceNo (the smallest, if several were sent); null when none was sent."
+)
 _TYPES: dict[str, Schema] = {
     "int": {"type": "integer"},
     "str": {"type": "string"},
@@ -81,9 +87,14 @@ def _record(spec: str, **notes: str) -> Schema:
 
 SCHEMAS: dict[str, Schema] = {
     "Verification": _record(
-        "provider:provider kind:str id:str status:str? final:bool decided_by:decider "
-        "attempt:int provider_status:str? reasons:tags version:int updated_at:str? "
-        "cause_event:str? cause_offset:int? parent_kind:str? parent_id:str?",
+        "provider:provider kind:str id:str reference:str? references:tags status:str? "
+        "final:bool decided_by:decider attempt:int provider_status:str? reasons:tags "
+        "version:int updated_at:str? cause_event:str? cause_offset:int? parent_kind:str? "
+        "parent_id:str?",
+        id="The provider's id of the subject (an iDenfy scanRef, an Ondato IDV id …).",
+        reference=REFERENCE,
+        references="Every integrator id the provider sent for the subject (the primary one "
+        f"and others, such as an iDenfy externalRef), sorted; at most {MAX_REFERENCES}.",
         final="No further decision expected.",
         version="Grows with every distinct event of the subject.",
         updated_at="Logged receive time of the event that last changed the subject.",
@@ -114,7 +125,14 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "FeedEvent": {
         "description": "The `data` of one `status` event: the subject and the transition.",
-        "allOf": [_record("provider:provider kind:str id:str"), _ref("Transition")],
+        "allOf": [
+            _record(
+                "provider:provider kind:str id:str reference:str?",
+                reference=f"{REFERENCE} As known when the event is sent (in Kafka mode null "
+                "until the subject's status record is projected).",
+            ),
+            _ref("Transition"),
+        ],
     },
 }
 
@@ -156,13 +174,31 @@ LISTING = _get(
         "400": _error(
             "A parameter is invalid: a filter value outside its list, a limit outside "
             f"1..{listing.MAX_LIMIT}, an unknown order, a time that is not ISO-8601, a cursor "
-            "not made for this order, or a parameter given twice or empty. `error` says which."
+            f"not made for this order, a reference over {MAX_REFERENCE} characters, or a "
+            "parameter given twice or empty. `error` says which."
         ),
     },
     parameters=[
         _param("query", "provider", "Only this provider.", enum=list(PROVIDERS)),
         _param("query", "kind", "Only this kind.", enum=list(KINDS)),
         _param("query", "status", "Only this status.", enum=list(listing.STATUSES)),
+        _param(
+            "query",
+            "reference",
+            "Only verifications that carry this integrator id, as their `reference` or among "
+            "their `references` (exact match).",
+            type="string",
+            minLength=1,
+            maxLength=MAX_REFERENCE,
+        ),
+        _param(
+            "query",
+            "id",
+            "Only verifications with this provider id, whatever their kind (exact match), "
+            "e.g. an iDenfy scanRef.",
+            type="string",
+            minLength=1,
+        ),
         _param(
             "query",
             "updated_since",

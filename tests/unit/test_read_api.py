@@ -7,6 +7,7 @@ import json
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import pytest
 from aiohttp import ClientResponse, web
@@ -30,8 +31,12 @@ def at(second: int) -> str:
 
 WEBHOOKS: list[p.Webhook] = [
     p.idenfy_identification("IDENTIFICATION_AUTO_FINISHED", SCAN, final=False, overall="REVIEWING"),
-    p.idenfy_identification("IDENTIFICATION_MANUAL_FINISHED", SCAN, manual=True),
-    p.idenfy_identification("IDENTIFICATION_MANUAL_FINISHED", SCAN, manual=True),  # duplicate
+    p.idenfy_identification(
+        "IDENTIFICATION_MANUAL_FINISHED", SCAN, manual=True, external_ref="order-19"
+    ),
+    p.idenfy_identification(  # duplicate
+        "IDENTIFICATION_MANUAL_FINISHED", SCAN, manual=True, external_ref="order-19"
+    ),
     p.ondato_kyc("Created", "idv-7", webhook_id="w-1"),
     p.ondato_kyb("Created", "kyb-1", webhook_id="w-2"),
     p.ondato_document("Created", "doc-1", "kyb-1", webhook_id="w-3"),
@@ -164,6 +169,127 @@ def test_listing_newest_first_walks_every_row_once_in_update_order(serve: Any) -
     serve(scenario)
 
 
+def test_a_verification_carries_the_integrators_references(serve: Any) -> None:
+    async def scenario(client: Client) -> None:
+        found = await get_json(client, f"/verifications/idenfy/kyc/{SCAN}")
+        assert (found["reference"], found["references"]) == ("client-42", ["client-42", "order-19"])
+        kyb = await get_json(client, "/verifications/ondato/kyb/kyb-1")
+        assert (kyb["reference"], kyb["references"]) == (None, [])
+
+    serve(scenario)
+
+
+def test_listing_finds_verifications_by_any_reference_or_provider_id(serve: Any) -> None:
+    async def scenario(client: Client) -> None:
+        # clientId is the reference of the iDenfy scan and of every IDWise journey
+        # (referenceNo); the externalRef only of the scan.
+        journeys = [f"j-{n}" for n in range(5)]
+        assert await ids(client, "reference=client-42") == [SCAN]
+        assert await ids(client, "reference=order-19") == [SCAN]
+        assert await ids(client, "reference=customer-42") == journeys
+        assert await ids(client, "reference=customer-42&order=newest") == journeys[::-1]
+        assert await ids(client, "reference=customer-42&updated_since=" + at(11)) == journeys[3:]
+        assert await ids(client, "reference=order-19&provider=idwise") == []
+        assert await ids(client, "reference=nobody") == []
+        assert await ids(client, "reference=ORDER-19") == [], "matched exactly"
+        # A provider id whatever the kind; with filters as any other listing.
+        assert await ids(client, f"id={SCAN}") == [SCAN]
+        assert await ids(client, "id=kyb-1") == ["kyb-1"]
+        assert await ids(client, "id=kyb-1&kind=kyb_document") == []
+        assert await ids(client, "id=doc-1&provider=ondato&kind=kyb_document") == ["doc-1"]
+        assert await ids(client, f"id={SCAN}&reference=order-19&status=approved") == [SCAN]
+        assert await ids(client, "id=j-1&reference=client-42") == []
+
+    serve(scenario)
+
+
+def test_listing_by_reference_pages_with_the_cursor(serve: Any) -> None:
+    async def scenario(client: Client) -> None:
+        for order in ("key", "newest"):
+            seen: list[str] = []
+            query = f"/verifications?reference=customer-42&order={order}&limit=2"
+            url: str | None = query
+            while url is not None:
+                page = await get_json(client, url)
+                seen += [item["id"] for item in page["items"]]
+                cursor = page["next_cursor"]
+                url = None if cursor is None else f"{query}&cursor={cursor}"
+            assert sorted(seen) == [f"j-{n}" for n in range(5)] and len(seen) == 5, order
+
+    serve(scenario)
+
+
+class Explained:
+    """A connection that records the query plan of every statement run through it."""
+
+    def __init__(self, db: Any) -> None:
+        self.db, self.plans = db, []
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        self.plans += [row[-1] for row in self.db.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+        return self.db.execute(sql, params)
+
+
+AFTER_X = {
+    "key": listing.encode_cursor({"subject": "idenfy/kyc/x"}, "key"),
+    "newest": listing.encode_cursor({"subject": "idenfy/kyc/x", "updated_at": at(1)}, "newest"),
+}
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "reference=r&provider=idenfy&kind=kyc&status=approved",
+        "reference=r&order=newest&updated_since=2026-01-01T00:00:00Z",
+        f"reference=r&order=newest&cursor={AFTER_X['newest']}",
+        f"id=x&provider=idenfy&status=approved&cursor={AFTER_X['key']}",
+        "id=x&order=newest&updated_since=2026-01-01T00:00:00Z",
+    ],
+)
+def test_a_lookup_reads_only_its_own_subjects_whatever_else_is_asked(
+    db_path: Path, query: str
+) -> None:
+    # Without stats SQLite picked verifications_by_status for provider=, a scan of every
+    # row of that provider: the listing keeps lookups on the subject key.
+    wanted = listing.parse(parse_qsl(query))
+    db = open_projections(str(db_path))
+    explained = Explained(db)
+    listing.page(explained, wanted)  # type: ignore[arg-type]
+    db.close()
+    assert explained.plans and all(
+        step.startswith(("SEARCH", "LIST", "COMPOUND", "LEFT-MOST", "UNION", "USE TEMP"))
+        and "verifications_by_status" not in step
+        and "verifications_by_update" not in step
+        for step in explained.plans
+    ), explained.plans
+
+
+def test_a_reference_first_seen_later_finds_the_subject_from_then_on(
+    db_path: Path, serve: Any
+) -> None:
+    """The index follows the references: a later body's other id, and a smaller primary
+    one that takes the place of the earlier (the smallest is kept), find the subject; the
+    earlier primary reference still does, among its references."""
+
+    async def scenario(client: Client) -> None:
+        assert await ids(client, "reference=late-ref") == []
+        late = p.idenfy_identification(
+            "IDENTIFICATION_MANUAL_FINISHED",
+            SCAN,
+            manual=True,
+            client_id="a-1",
+            external_ref="late-ref",
+        )
+        append(db_path, [late], 50)
+        found = await get_json(client, f"/verifications/idenfy/kyc/{SCAN}")
+        assert found["reference"] == "a-1"
+        assert found["references"] == ["a-1", "client-42", "late-ref", "order-19"]
+        for reference in found["references"]:
+            assert await ids(client, f"reference={reference}") == [SCAN], reference
+
+    serve(scenario)
+
+
 NEWEST_CURSOR = listing.encode_cursor(
     {"updated_at": at(1), "subject": f"idenfy/kyc/{SCAN}"}, "newest"
 )
@@ -175,6 +301,7 @@ BAD_LISTINGS = [
     *("order=oldest", "order=", "order=key&order=newest"),
     *("updated_since=yesterday", "updated_since=", "updated_since=2026-13-01T00:00:00Z"),
     *("cursor=!!!", "cursor=Zm9v", "cursor=%C3%A9", "cursor=", f"cursor={NEWEST_CURSOR}"),
+    *("reference=", "reference=a&reference=b", f"reference={'r' * 201}", "id=", "id=a&id=a"),
     f"order=newest&cursor={listing.encode_cursor({'subject': 'idenfy/kyc/x'}, 'key')}",
 ]
 BAD_INPUT = [
@@ -231,6 +358,7 @@ def test_feed_resumes_after_last_event_id_without_gaps_or_repeats(
             assert response.headers["Content-Type"].startswith("text/event-stream")
             first = [await next_event(response) for _ in range(3)]
         assert first[0][1]["provider"] == "idenfy" and first[0][1]["offset"] == 1
+        assert first[0][1]["reference"] == "client-42"  # the subject's, as now known
         resume = {"Last-Event-ID": str(first[-1][0])}
         async with client.get("/feed", headers=resume) as response:
             rest = [await next_event(response) for _ in expected[3:]]
@@ -238,6 +366,7 @@ def test_feed_resumes_after_last_event_id_without_gaps_or_repeats(
             append(db_path, [p.ondato_kyb("Approved", "kyb-1", webhook_id="w-9")], 100)
             seq, live = await next_event(response)
         assert seq > expected[-1] and (live["id"], live["to_status"]) == ("kyb-1", "approved")
+        assert live["reference"] is None
 
     serve(scenario)
     assert seen == expected
