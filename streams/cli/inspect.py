@@ -4,6 +4,9 @@ Prints the subject's projection, then its timeline: every raw delivery that reac
 (offset, receive time, dedup key, whether ingest flagged it a duplicate), what the core
 made of it (canonical status and ordering facts), and what it did — the transition, or
 the reason it changed nothing (duplicate, late, superseded, history, unknown).
+
+`kycflow inspect --reference REF` does that for every subject that carries your own id REF
+(iDenfy clientId or externalRef, Ondato externalReferenceId, IDWise referenceNo).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ingest import rawlog
@@ -31,8 +35,7 @@ def timeline(
     """The projection and timeline; raw deliveries come from `raw(offsets)` (Kafka mode)
     or else the embedded raw log beside the database. The projection and each step's
     fields are those of the HTTP API (`final` a boolean, `reasons` a list)."""
-    uri = f"{Path(db_path).absolute().as_uri()}?mode=ro"  # read only: never creates it
-    with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+    with _reading(db_path) as db:
         found = queries.history(db, provider, kind, subject_id)
     if found is None:
         return None
@@ -44,6 +47,20 @@ def timeline(
         canonical = normalise(env) if env is not None else None
         steps.append({**event, "envelope": env, "canonical": canonical})
     return {"projection": found["verification"], "timeline": steps}
+
+
+def with_reference(db_path: str, reference: str, raw: Raw | None = None) -> list[dict[str, Any]]:
+    """`timeline` of every subject whose reference, or one of whose other references, is
+    `reference`, by subject key."""
+    with _reading(db_path) as db:
+        subjects = queries.with_reference(db, reference)
+    found = (timeline(db_path, *subject, raw) for subject in subjects)
+    return [one for one in found if one is not None]
+
+
+def _reading(db_path: str) -> contextlib.closing[sqlite3.Connection]:
+    uri = f"{Path(db_path).absolute().as_uri()}?mode=ro"  # read only: never creates it
+    return contextlib.closing(sqlite3.connect(uri, uri=True))
 
 
 def _embedded_raw(db_path: str) -> Raw:
@@ -60,8 +77,10 @@ def _embedded_raw(db_path: str) -> Raw:
 def render(found: dict[str, Any], console: Console) -> None:
     projection = found["projection"]
     subject = queries.subject_key(projection["provider"], projection["kind"], projection["id"])
-    summary = Table(title=subject, show_header=False)
+    summary = Table(title=escape(subject), show_header=False)
     for key in (
+        "reference",
+        "references",
         "status",
         "final",
         "decided_by",
@@ -73,7 +92,7 @@ def render(found: dict[str, Any], console: Console) -> None:
         "cause_event",
         "cause_offset",
     ):
-        summary.add_row(key, str(projection[key]))
+        summary.add_row(key, escape(str(projection[key])))
     console.print(summary)
     table = Table(title="timeline (log order)")
     for column in ("offset", "received", "event", "dedup", "asserts", "order", "effect"):
@@ -87,26 +106,49 @@ def render(found: dict[str, Any], console: Console) -> None:
             order = f"attempt={o.attempt} class={o.klass} time={o.time} rank={o.rank}"
         flag = " (ingest: duplicate)" if env is not None and env.duplicate else ""
         effect = step["effect"] if step["effect"] == "transition" else f"[yellow]{step['effect']}"
+        # Values come from provider bodies and the command line: never read as rich markup.
         table.add_row(
             str(step["offset"]),
             step["received_at"],
-            step["event_type"],
-            (env.dedup_key[:40] if env else "?") + flag,
-            asserts,
+            escape(step["event_type"]),
+            escape((env.dedup_key[:40] if env else "?") + flag),
+            escape(asserts),
             order,
-            f"{effect}: {step['reason']}",
+            f"{effect}: {escape(str(step['reason']))}",
         )
     console.print(table)
 
 
+def render_all(reference: str, found: list[dict[str, Any]], console: Console) -> None:
+    """Subjects carrying `reference`: a list of them, then each one as `render` shows it."""
+    listing = Table(title=escape(f"reference {reference}"))
+    for column in ("subject", "reference", "status", "final", "updated_at"):
+        listing.add_column(column)
+    for one in found:
+        p = one["projection"]
+        subject = queries.subject_key(p["provider"], p["kind"], p["id"])
+        cells = (subject, p["reference"], p["status"], p["final"], p["updated_at"])
+        listing.add_row(*(escape(str(cell)) for cell in cells))
+    console.print(listing)
+    for one in found:
+        render(one, console)
+
+
 def as_json(found: dict[str, Any]) -> str:
-    def plain(step: dict[str, Any]) -> dict[str, Any]:
-        canonical = step["canonical"]
-        return {k: v for k, v in step.items() if k not in ("envelope", "canonical")} | {
+    return json.dumps(_plain(found), indent=2)
+
+
+def all_as_json(reference: str, found: list[dict[str, Any]]) -> str:
+    return json.dumps(
+        {"reference": reference, "subjects": [_plain(one) for one in found]}, indent=2
+    )
+
+
+def _plain(found: dict[str, Any]) -> dict[str, Any]:
+    def step(one: dict[str, Any]) -> dict[str, Any]:
+        canonical = one["canonical"]
+        return {k: v for k, v in one.items() if k not in ("envelope", "canonical")} | {
             "asserts": canonical.status if isinstance(canonical, CanonicalEvent) else None
         }
 
-    return json.dumps(
-        {"projection": found["projection"], "timeline": [plain(s) for s in found["timeline"]]},
-        indent=2,
-    )
+    return {"projection": found["projection"], "timeline": [step(s) for s in found["timeline"]]}

@@ -168,6 +168,8 @@ def _replay_kafka(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    if (usage := _inspect_usage(args)) is not None:
+        return _fail(usage, 2)
     env = _environment(args)
     kafka = KafkaSettings.from_config(load_config(env))
     raw = None
@@ -178,6 +180,8 @@ def _inspect(args: argparse.Namespace) -> int:
     database = db_path(env)
     if (problem := database_problem(database, create=False)) is not None:
         return _fail(problem)
+    if args.reference is not None:
+        return _inspect_reference(args, database, raw)
     try:
         found = inspection.timeline(database, args.provider, args.kind, args.id, raw)
     except sqlite3.Error as exc:
@@ -188,9 +192,27 @@ def _inspect(args: argparse.Namespace) -> int:
     if args.json:
         print(inspection.as_json(found))
     else:
-        # Piped output gets a wide, fixed width instead of rich's 80-column guess.
-        inspection.render(found, Console() if sys.stdout.isatty() else Console(width=200))
+        inspection.render(found, _stdout())
     return 0
+
+
+def _inspect_reference(args: argparse.Namespace, database: str, raw: Any) -> int:
+    try:
+        found = inspection.with_reference(database, args.reference, raw)
+    except sqlite3.Error as exc:
+        return _fail(describe(exc, database))
+    if not found:
+        return _fail(f"no subject with reference {args.reference!r} in {Path(database).absolute()}")
+    if args.json:
+        print(inspection.all_as_json(args.reference, found))
+    else:
+        inspection.render_all(args.reference, found, _stdout())
+    return 0
+
+
+def _stdout() -> Console:
+    # Piped output gets a wide, fixed width instead of rich's 80-column guess.
+    return Console() if sys.stdout.isatty() else Console(width=200)
 
 
 def _normalise(args: argparse.Namespace) -> int:
@@ -310,12 +332,38 @@ def _add_inspect(commands: Any) -> None:
         inspection.__doc__,
         environment.INSPECT,
     )
-    inspect.add_argument("provider", choices=PROVIDERS)
-    inspect.add_argument("kind", help="kyc, kyb, kyb_document, aml_monitoring, …")
-    inspect.add_argument("id")
+    inspect.usage = "%(prog)s [-h] [--db PATH] [--json] (PROVIDER KIND ID | --reference REF)"
+    add = inspect.add_argument
+    add("provider", nargs="?", choices=PROVIDERS, metavar="PROVIDER", help=", ".join(PROVIDERS))
+    add("kind", nargs="?", metavar="KIND", help="kyc, kyb, kyb_document, aml_monitoring, …")
+    add("id", nargs="?", metavar="ID", help="the provider's id of the subject")
+    inspect.add_argument(
+        "--reference",
+        metavar="REF",
+        type=_reference,
+        help="instead of PROVIDER KIND ID: every subject with this integrator id of yours",
+    )
     _database_flag(inspect)
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.set_defaults(handler=_inspect)
+
+
+def _reference(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("expected a non-empty reference")
+    return text
+
+
+def _inspect_usage(args: argparse.Namespace) -> str | None:
+    """Why the command line names neither one subject nor one reference, if it does not."""
+    subject = (args.provider, args.kind, args.id)
+    if args.reference is None:
+        return None if None not in subject else "inspect needs PROVIDER KIND ID, or --reference REF"
+    return (
+        None
+        if subject == (None,) * 3
+        else "inspect takes PROVIDER KIND ID or --reference, not both"
+    )
 
 
 def _add_normalise(commands: Any) -> None:
