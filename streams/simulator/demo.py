@@ -24,7 +24,7 @@ KYCFLOW = str(Path(sys.executable).parent / "kycflow")
 def answering(url: str) -> bool:
     try:
         with urllib.request.urlopen(url + "/healthz", timeout=1) as response:
-            return response.status == 200
+            return bool(response.status == 200)
     except OSError:
         return False
 
