@@ -27,6 +27,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+from ingest import rawlog
+from projections.locking import tidy
 from statemachines import RawEnvelope, Unrecognised, fold, normalise
 from statemachines.envelope import PROVIDERS
 from streams.cli import environment
@@ -180,6 +182,14 @@ def _inspect(args: argparse.Namespace) -> int:
     database = db_path(env)
     if (problem := database_problem(database, create=False)) is not None:
         return _fail(problem)
+    try:  # read-only readers cannot remove the -wal/-shm they found or made: tidy after
+        return _inspect_subjects(args, database, raw)
+    finally:
+        tidy(database)
+        tidy(rawlog.raw_log_path(database))
+
+
+def _inspect_subjects(args: argparse.Namespace, database: str, raw: Any) -> int:
     if args.reference is not None:
         return _inspect_reference(args, database, raw)
     try:

@@ -199,3 +199,16 @@ def _alive(pid: int) -> bool:
     except (ProcessLookupError, FileNotFoundError):
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+
+
+def test_inspect_after_a_stop_leaves_only_the_databases(tmp_path: Path) -> None:
+    service = Service(tmp_path / "kycflow.db", dict(CREDENTIALS)).start()
+    assert service.send(p.idenfy_identification("IDENTIFICATION_AUTO_FINISHED", "scan-i"))[0] == 202
+    service.wait_projected()
+    service.stop()
+    done, _ = kycflow("inspect", "idenfy", "kyc", "scan-i", env=environment(service.db, 1))
+    assert done.returncode == 0, done.stderr
+    assert sorted(f.name for f in tmp_path.glob("kycflow.*db*")) == [
+        "kycflow.db",
+        "kycflow.raw.db",
+    ]
