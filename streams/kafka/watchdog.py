@@ -115,6 +115,10 @@ class Watchdog:
         return moved
 
     def heal(self, stalled: list[Key], now: float) -> None:
+        if self.app.rebalancing or self.app.in_recovery:
+            # Faust pauses and seeks partitions itself until the rebalance is done.
+            log.warning("folding stalled in a rebalance: %s", self._describe(stalled, now))
+            return
         self.heals += 1
         offsets = {TP(t, p): self.progress.partitions[(t, p)].next or 0 for t, p in stalled}
         log.warning(
@@ -122,8 +126,6 @@ class Watchdog:
             self._describe(stalled, now),
         )
         consumer = self.app.consumer
-        if self.app.rebalancing or self.app.in_recovery:
-            return  # Faust pauses and seeks partitions itself until the rebalance is done
         consumer.resume_partitions(set(offsets))
         if not consumer.flow_active:
             consumer.resume_flow()
