@@ -31,24 +31,17 @@ from aiokafka.errors import MessageSizeTooLargeError
 
 from ingest import aiokafka_compat
 from ingest.rawlog import Receipt
+from ingest.settings import record_limit
 from ingest.writer import RecordTooLarge, WriterUnavailable
 from statemachines.envelope import RawEnvelope, envelope_to_json
 from statemachines.routing import position, routing_key
 
 log = logging.getLogger("kycflow.ingest")
-# Room for the envelope around a body: kept headers (at most 7 x 1,024 characters, JSON-escaped),
-# dedup key, metadata and the record's own framing.
-_ENVELOPE_ROOM = 128 * 1024
 
 
 def record_of(env: RawEnvelope) -> tuple[bytes, bytes]:
     """The raw topic's key and value for an envelope."""
     return routing_key(env), envelope_to_json(env)
-
-
-def record_limit(max_body: int) -> int:
-    """The largest record an accepted webhook can make: the body travels as base64."""
-    return (max_body + 2) // 3 * 4 + _ENVELOPE_ROOM
 
 
 class KafkaAppender:

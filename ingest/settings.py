@@ -119,7 +119,7 @@ class IngestSettings:
             idwise_username=_value(config, IDWISE_USERNAME),
             idwise_password=_value(config, IDWISE_PASSWORD),
             idwise_header=_header(config, IDWISE_HEADER),
-            max_body=_positive(config, MAX_BODY, int, 1024 * 1024, upto=MAX_BODY_CAP),
+            max_body=max_body(config),
             read_timeout=_positive(config, READ_TIMEOUT, float, 10.0),
             token_ttl=_positive(config, ONDATO_TOKEN_TTL, int, 3600),
             header_timeout=_positive(config, HEADER_TIMEOUT, float, 10.0),
@@ -160,6 +160,21 @@ def _header(config: Mapping[str, str], key: str) -> tuple[str, str] | None:
         # The value is a secret, so the message describes the shape only.
         raise ValueError(f"{key} must have the form 'Header-Name: value'")
     return name, value
+
+
+# Room for the envelope around a body: kept headers (at most 7 x 1,024 characters, JSON-escaped),
+# dedup key, metadata and the record's own framing.
+_ENVELOPE_ROOM = 128 * 1024
+
+
+def record_limit(max_body: int) -> int:
+    """The largest Kafka record an accepted webhook can make: the body travels as base64."""
+    return (max_body + 2) // 3 * 4 + _ENVELOPE_ROOM
+
+
+def max_body(config: Mapping[str, str]) -> int:
+    """KYCFLOW_MAX_BODY; Kafka mode also sizes the raw topic's largest record from it."""
+    return _positive(config, MAX_BODY, int, 1024 * 1024, upto=MAX_BODY_CAP)
 
 
 def _positive(

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
+from ingest.settings import max_body, record_limit
+
 log = logging.getLogger("kycflow.kafka")
 N = TypeVar("N", int, float)
 
@@ -37,7 +39,10 @@ SETTINGS = {
     ),
     "KYCFLOW_WORKER_METRICS_PORT": ("a worker's /metrics and /healthz port; unset: off", ""),
     "KYCFLOW_PROJECTOR_METRICS_PORT": ("the projector's /metrics and /healthz port", ""),
-    "KYCFLOW_KAFKA_METRICS_HOST": ("address those two listen on", "127.0.0.1"),
+    "KYCFLOW_KAFKA_METRICS_HOST": (
+        "address the worker and projector /metrics servers listen on",
+        "127.0.0.1",
+    ),
 }
 
 SUFFIXES = ("raw", "status", "transitions", "annotations", "quarantine")
@@ -60,6 +65,7 @@ class KafkaSettings:
     worker_metrics_port: int | None = None
     projector_metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    raw_record_limit: int = record_limit(1024 * 1024)  # the largest record ingest may append
 
     @classmethod
     def from_config(cls, config: Mapping[str, str]) -> KafkaSettings | None:
@@ -87,6 +93,7 @@ class KafkaSettings:
             worker_metrics_port=_port(get, "KYCFLOW_WORKER_METRICS_PORT"),
             projector_metrics_port=_port(get, "KYCFLOW_PROJECTOR_METRICS_PORT"),
             metrics_host=get("KYCFLOW_KAFKA_METRICS_HOST"),
+            raw_record_limit=record_limit(max_body(config)),
         )
 
     def topic(self, suffix: str) -> str:
@@ -121,6 +128,9 @@ def topic_configs(settings: KafkaSettings) -> dict[str, dict[str, str]]:
         settings.topic("raw"): {
             "cleanup.policy": "delete",
             "retention.ms": str(settings.raw_retention_ms),
+            # Every webhook ingest accepts must fit (a broker's default is ~1 MB, less
+            # than a 1 MiB body once base64-encoded in its envelope).
+            "max.message.bytes": str(settings.raw_record_limit),
         },
         # Latest status per subject; subscribers that start late read only what matters.
         settings.topic("status"): {"cleanup.policy": "compact"},

@@ -21,7 +21,8 @@ from aiohttp import web
 
 from ingest import rawlog
 from ingest.app import ingest_routes
-from ingest.kafka_log import KafkaAppender, record_limit
+from ingest.kafka_log import KafkaAppender
+from ingest.settings import record_limit
 from ingest.writer import WriterClient
 from projections.api import read_routes
 from streams.console import setup_console

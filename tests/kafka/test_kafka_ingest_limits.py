@@ -9,7 +9,8 @@ import json
 
 import pytest
 
-from ingest.kafka_log import KafkaAppender, record_limit, record_of
+from ingest.kafka_log import KafkaAppender, record_of
+from ingest.settings import record_limit
 from ingest.writer import RecordTooLarge
 from statemachines.envelope import RawEnvelope, envelope_from_json
 from tests.e2e.service import signed

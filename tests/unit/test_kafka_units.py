@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ingest.settings import record_limit
 from statemachines import normalise
 from statemachines.envelope import UNREADABLE, envelope_from_record, envelope_to_json
 from statemachines.events import CanonicalEvent
@@ -38,9 +39,24 @@ def test_topics_the_status_is_compacted_and_the_raw_log_kept() -> None:
     assert settings is not None
     configs = topic_configs(settings)
     assert configs["acme.status"]["cleanup.policy"] == "compact"
-    assert configs["acme.raw"] == {"cleanup.policy": "delete", "retention.ms": "-1"}
+    assert configs["acme.raw"] == {
+        "cleanup.policy": "delete",
+        "retention.ms": "-1",
+        "max.message.bytes": str(record_limit(1024 * 1024)),
+    }
     assert set(configs) == {f"acme.{s}" for s in ("raw", "status", "transitions",
                                                   "annotations", "quarantine")}  # fmt: skip
+
+
+def test_the_raw_topic_takes_the_largest_record_ingest_may_append() -> None:
+    """A broker's default (~1 MB) is below a 1 MiB body once base64-encoded: each webhook
+    over ~780 KB would be refused (413) on a real Kafka broker."""
+    settings = KafkaSettings.from_config(
+        {"KYCFLOW_KAFKA_BOOTSTRAP": "a", "KYCFLOW_MAX_BODY": str(10 * 1024 * 1024)}
+    )
+    assert settings is not None
+    limit = int(topic_configs(settings)["kycflow.raw"]["max.message.bytes"])
+    assert limit == record_limit(10 * 1024 * 1024) > 4 * 10 * 1024 * 1024 // 3
 
 
 def test_positions_name_partition_and_offset_in_one_integer() -> None:
