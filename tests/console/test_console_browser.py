@@ -24,7 +24,7 @@ if not sys.platform.startswith("linux"):
     pytest.skip("the browser tests use Debian's chromium packages", allow_module_level=True)
 
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service as DriverService
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -64,7 +64,8 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
 
 
 def wait(browser: WebDriver) -> WebDriverWait[WebDriver]:
-    return WebDriverWait(browser, WAIT)
+    # An element found on the page being left goes stale when the next one loads: look again.
+    return WebDriverWait(browser, WAIT, ignored_exceptions=(StaleElementReferenceException,))
 
 
 def shoot(browser: WebDriver, name: str) -> None:
@@ -92,6 +93,7 @@ def test_log_in_search_and_open_a_timeline(browser: WebDriver, secured: Service)
     browser.get(secured.url + "/ui/verifications")
     browser.find_element(By.ID, "q").send_keys("scan-1")
     browser.find_element(By.CSS_SELECTOR, "form.search button").click()
+    wait(browser).until(ready.url_contains("q=scan-1"))  # the results, not the page before
     link = wait(browser).until(ready.element_to_be_clickable((By.LINK_TEXT, "idenfy/kyc/scan-1")))
     if "reference" in listing.PARAMETERS:  # by the integrator's reference (iDenfy clientId)
         browser.get(secured.url + "/ui/verifications?q=client-42")
