@@ -72,6 +72,15 @@ class Progress:
             if (part.lag or 0) > 0 and now - part.since >= self.timeout
         )
 
+    def describe(self, stalled: Iterable[Key], now: float) -> str:
+        """Where each stalled partition is and how long it has idled, for a log line."""
+        return "; ".join(
+            f"{topic}[{partition}] at offset {self.partitions[(topic, partition)].next or 0} "
+            f"of {self.partitions[(topic, partition)].end}, "
+            f"no progress for {self.idle((topic, partition), now):.0f} s"
+            for topic, partition in stalled
+        )
+
     def render(self, prefix: str, now: float) -> list[str]:
         """Prometheus text lines: per-partition lag, offsets, last progress, stalled."""
         rows = sorted(self.partitions.items())
@@ -82,7 +91,7 @@ class Progress:
             lines.extend([f"# HELP {prefix}_{name} {text}", f"# TYPE {prefix}_{name} {kind}"])
             for (topic, partition), value in values:
                 labels = f'topic="{topic}",partition="{partition}"'
-                lines.append(f"{prefix}_{name}{{{labels}}} {value:g}")
+                lines.append(f"{prefix}_{name}{{{labels}}} {value}")
 
         family(
             "partition_lag_records",
@@ -112,14 +121,17 @@ class Progress:
             "partition_stalled",
             "gauge",
             "1 when the partition has records to read and made no progress for the stall timeout.",
-            [(k, float(k in stalled)) for k, _ in rows],
+            [(k, int(k in stalled)) for k, _ in rows],
         )
-        lines += [
-            f"# HELP {prefix}_assigned_partitions Partitions this process reads.",
-            f"# TYPE {prefix}_assigned_partitions gauge",
-            f"{prefix}_assigned_partitions {len(rows)}",
-            f"# HELP {prefix}_stalled 1 when any partition has stalled.",
-            f"# TYPE {prefix}_stalled gauge",
-            f"{prefix}_stalled {int(bool(stalled))}",
-        ]
+        lines += scalar(
+            f"{prefix}_assigned_partitions", "gauge", "Partitions this process reads.", len(rows)
+        )
+        lines += scalar(
+            f"{prefix}_stalled", "gauge", "1 when any partition has stalled.", int(bool(stalled))
+        )
         return lines
+
+
+def scalar(name: str, kind: str, text: str, value: float) -> list[str]:
+    """One unlabelled Prometheus metric, with its HELP and TYPE lines."""
+    return [f"# HELP {name} {text}", f"# TYPE {name} {kind}", f"{name} {value}"]

@@ -19,7 +19,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 
 from streams.config import KycflowError
-from streams.kafka.progress import Key, Progress
+from streams.kafka.progress import Key, Progress, scalar
 from streams.kafka.status import Snapshot, StatusServer
 
 log = logging.getLogger("kycflow.projector")
@@ -70,7 +70,7 @@ class ProjectorWatch:
             self.heal(stalled, now)
         elif now - self.healed_at >= self.progress.timeout:
             raise ProjectorStalled(
-                f"projecting still stalled after re-seeking: {self._describe(stalled, now)}"
+                f"projecting still stalled after re-seeking: {self.progress.describe(stalled, now)}"
             )
 
     def _probe(self, now: float) -> None:
@@ -88,7 +88,7 @@ class ProjectorWatch:
         self.heals += 1
         log.warning(
             "projecting stalled: %s; re-seeking them to the database's checkpoint",
-            self._describe(stalled, now),
+            self.progress.describe(stalled, now),
         )
         stored = self.stored()
         for topic, partition in stalled:
@@ -98,27 +98,22 @@ class ProjectorWatch:
             else:
                 self.consumer.seek_to_beginning(tp)
 
-    def _describe(self, stalled: list[Key], now: float) -> str:
-        return "; ".join(
-            f"{t}[{p}] at offset {self.progress.partitions[(t, p)].next} of "
-            f"{self.progress.partitions[(t, p)].end}, no progress for "
-            f"{self.progress.idle((t, p), now):.0f} s"
-            for t, p in stalled
-        )
-
     def _publish(self, now: float, stalled: list[Key], applied: int) -> None:
         if self.status is None:
             return
         lines = self.progress.render("kycflow_projector", now)
-        lines += [
-            "# HELP kycflow_projector_stall_heals_total Times the projector re-sought stalled "
-            "partitions.",
-            "# TYPE kycflow_projector_stall_heals_total counter",
-            f"kycflow_projector_stall_heals_total {self.heals}",
-            "# HELP kycflow_projector_applied_records_total Output records applied.",
-            "# TYPE kycflow_projector_applied_records_total counter",
-            f"kycflow_projector_applied_records_total {applied}",
-        ]
+        lines += scalar(
+            "kycflow_projector_stall_heals_total",
+            "counter",
+            "Times the projector re-sought stalled partitions.",
+            self.heals,
+        )
+        lines += scalar(
+            "kycflow_projector_applied_records_total",
+            "counter",
+            "Output records applied.",
+            applied,
+        )
         health: dict[str, Any] = {
             "status": "stalled" if stalled else "ok",
             "stalled": [f"{t}[{p}]" for t, p in stalled],

@@ -27,7 +27,7 @@ from typing import Any
 from faust.types import TP
 
 from streams.kafka.config import KafkaSettings
-from streams.kafka.progress import Key, Progress
+from streams.kafka.progress import Key, Progress, scalar
 from streams.kafka.status import Snapshot, StatusServer
 
 log = logging.getLogger("kycflow.worker")
@@ -117,13 +117,13 @@ class Watchdog:
     def heal(self, stalled: list[Key], now: float) -> None:
         if self.app.rebalancing or self.app.in_recovery:
             # Faust pauses and seeks partitions itself until the rebalance is done.
-            log.warning("folding stalled in a rebalance: %s", self._describe(stalled, now))
+            log.warning("folding stalled in a rebalance: %s", self.progress.describe(stalled, now))
             return
         self.heals += 1
         offsets = {TP(t, p): self.progress.partitions[(t, p)].next or 0 for t, p in stalled}
         log.warning(
             "folding stalled: %s; re-seeking them to their stored positions",
-            self._describe(stalled, now),
+            self.progress.describe(stalled, now),
         )
         consumer = self.app.consumer
         consumer.resume_partitions(set(offsets))
@@ -139,7 +139,7 @@ class Watchdog:
         log.error(
             "folding still stalled after re-seeking: %s; stopping the worker (exit code %d) "
             "so that its supervisor restarts it",
-            self._describe(stalled, now),
+            self.progress.describe(stalled, now),
             EXIT_STALLED,
         )
         self.gave_up = True
@@ -148,32 +148,28 @@ class Watchdog:
         hard_exit.start()
         os.kill(os.getpid(), signal.SIGTERM)  # Faust's own graceful stop
 
-    def _describe(self, stalled: list[Key], now: float) -> str:
-        parts = []
-        for key in stalled:
-            part = self.progress.partitions[key]
-            parts.append(
-                f"{key[0]}[{key[1]}] at offset {part.next or 0} of {part.end}, "
-                f"no progress for {self.progress.idle(key, now):.0f} s"
-            )
-        return "; ".join(parts)
-
     def _publish(self, now: float, stalled: list[Key]) -> None:
         if self.status is None:
             return
         lines = self.progress.render("kycflow_worker", now)
-        lines += [
-            "# HELP kycflow_worker_stall_heals_total Times the worker re-sought stalled "
-            "partitions.",
-            "# TYPE kycflow_worker_stall_heals_total counter",
-            f"kycflow_worker_stall_heals_total {self.heals}",
-            "# HELP kycflow_worker_folded_records_total Raw records folded.",
-            "# TYPE kycflow_worker_folded_records_total counter",
-            f"kycflow_worker_folded_records_total {self.folder.folded}",
-            "# HELP kycflow_worker_rebalancing 1 while the consumer group rebalances.",
-            "# TYPE kycflow_worker_rebalancing gauge",
-            f"kycflow_worker_rebalancing {int(bool(self.app.rebalancing))}",
-        ]
+        lines += scalar(
+            "kycflow_worker_stall_heals_total",
+            "counter",
+            "Times the worker re-sought stalled partitions.",
+            self.heals,
+        )
+        lines += scalar(
+            "kycflow_worker_folded_records_total",
+            "counter",
+            "Raw records folded.",
+            self.folder.folded,
+        )
+        lines += scalar(
+            "kycflow_worker_rebalancing",
+            "gauge",
+            "1 while the consumer group rebalances.",
+            int(bool(self.app.rebalancing)),
+        )
         self.status.publish(
             Snapshot("\n".join(lines) + "\n", not stalled, self._health(now, stalled))
         )

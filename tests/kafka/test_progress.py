@@ -52,3 +52,18 @@ def test_metrics_name_each_partition() -> None:
     assert f"kycflow_worker_partition_last_progress_timestamp_seconds{labels} 1000" in text
     assert 'kycflow_worker_partition_stalled{topic="kycflow.raw",partition="0"} 1' in text
     assert "kycflow_worker_stalled 1" in text
+
+
+def test_metrics_keep_every_digit_of_offsets_and_times() -> None:
+    """Prometheus reads full numbers: 1.23457e+06 for an offset, or a timestamp rounded to
+    ten seconds, would misstate lag and progress."""
+    progress = Progress(timeout=10)
+    progress.assign([P0], now=0, wall=1_764_528_001.25)
+    progress.observe(P0, 0, 1_764_528_001.25, next=1_234_567, end=1_234_569)
+    text = "\n".join(progress.render("kycflow_worker", now=1))
+    labels = '{topic="kycflow.raw",partition="0"}'
+    assert f"kycflow_worker_partition_next_offset{labels} 1234567\n" in text
+    assert f"kycflow_worker_partition_last_progress_timestamp_seconds{labels} 1764528001.25" in text
+    assert progress.describe([P0], now=1) == (
+        "kycflow.raw[0] at offset 1234567 of 1234569, no progress for 1 s"
+    )
