@@ -249,71 +249,28 @@ def _remove(path: str) -> None:
 
 # Named tuples pickle ~4x slower than plain ones (each carries its class): the readers send
 # plain tuples and the folding processes rebuild the records.
+_NESTED = {"subject": Subject, "order": Order, "parent": Subject}  # named tuples in an event
+_SLOTS = [(i, _NESTED[name]) for i, name in enumerate(CanonicalEvent._fields) if name in _NESTED]
+
+
 def _flat(event: CanonicalEvent | Unrecognised) -> tuple[Any, ...]:
     if isinstance(event, Unrecognised):
         return (False, *event)
-    e = event
-    return (
-        True,
-        tuple(e.subject),
-        e.event_type,
-        e.status,
-        tuple(e.order),
-        e.dedup_key,
-        e.offset,
-        e.received_at,
-        e.final,
-        e.decided_by,
-        e.provider_status,
-        e.reasons,
-        tuple(e.parent) if e.parent else None,
-        e.note,
-        e.recognised,
-        e.reference,
-        e.references,
-    )
+    fields: list[Any] = list(event)  # every field, so a new one cannot be left behind
+    for i, _ in _SLOTS:
+        if fields[i] is not None:
+            fields[i] = tuple(fields[i])
+    return (True, *fields)
 
 
 def _rebuild(flat: tuple[Any, ...]) -> CanonicalEvent | Unrecognised:
     if not flat[0]:
         return Unrecognised(*flat[1:])
-    (
-        _,
-        subject,
-        event_type,
-        status,
-        order,
-        dedup_key,
-        offset,
-        received_at,
-        final,
-        decided_by,
-        provider_status,
-        reasons,
-        parent,
-        note,
-        recognised,
-        reference,
-        references,
-    ) = flat
-    return CanonicalEvent(
-        Subject(*subject),
-        event_type,
-        status,
-        Order(*order),
-        dedup_key,
-        offset,
-        received_at,
-        final,
-        decided_by,
-        provider_status,
-        reasons,
-        Subject(*parent) if parent else None,
-        note,
-        recognised,
-        reference,
-        references,
-    )
+    fields: list[Any] = list(flat[1:])
+    for i, kind in _SLOTS:
+        if fields[i] is not None:
+            fields[i] = kind(*fields[i])
+    return CanonicalEvent._make(fields)
 
 
 def _envelope(offset: int, provider: str, received_at: str, dedup_key: str) -> RawEnvelope:
