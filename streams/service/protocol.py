@@ -145,10 +145,19 @@ class _Handler(RequestHandler):
                 self._fail_body(self._current_request)
             if self.hooks.access:
                 self.arrivals.extend([time.perf_counter()] * (self._request_count - parsed))
-        elif data and self._waiter is not None:  # idle until now: a new head has begun
+        elif data and self._between_requests():  # a new head has begun
             self.head_partial = True
             if self.head_timer is None:
                 self._arm()
+
+    def _between_requests(self) -> bool:
+        """No body is due: the handler waits for a head, or the current request's body is
+        complete (its response may still be on its way: a client can start the next head
+        before the handler returns to waiting) and no parsed request is queued."""
+        if self._waiter is not None:
+            return True
+        request = self._current_request
+        return not self._messages and (request is None or request.content.is_eof())
 
     def _fail_body(self, request: BaseRequest) -> None:
         """Broken framing mid-body (say LF-only chunks): aiohttp queues the parse error as
