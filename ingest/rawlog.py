@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import pydantic_core
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from ingest import sealing
+from ingest.sealing import MasterKeyError, MasterKeys
 from statemachines.envelope import RawEnvelope
 
 SCHEMA = """
@@ -35,11 +39,31 @@ CREATE TABLE IF NOT EXISTS raw_log (
 -- The first delivery of each key: permanent dedup, and the lookup that enforces it.
 CREATE UNIQUE INDEX IF NOT EXISTS raw_log_first_delivery
     ON raw_log (dedup_key) WHERE duplicate = 0;
+-- Encryption at rest (ingest.sealing): one data key per subject, wrapped by a master key.
+-- Deleting a subject's rows here is what makes its sealed bodies unreadable.
+CREATE TABLE IF NOT EXISTS data_keys (
+    key_id   INTEGER PRIMARY KEY AUTOINCREMENT,
+    subject  TEXT NOT NULL,   -- routing key: provider/kind/id, or an unreadable one's dedup key
+    master   TEXT NOT NULL,   -- fingerprint of the master key that wraps it
+    wrapped  BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS data_keys_by_subject ON data_keys (subject);
+-- Deliveries whose personal data is gone (erasure, retention): the canonical event each had
+-- become (statemachines.reduced), or '' when nothing was kept. The fold reads it instead.
+CREATE TABLE IF NOT EXISTS reduced (
+    "offset"  INTEGER PRIMARY KEY,
+    event     TEXT NOT NULL
+);
+-- Bumped by every change that destroys data keys: the writer drops its cached keys then.
+CREATE TABLE IF NOT EXISTS key_generation (one INTEGER PRIMARY KEY CHECK (one = 1), n INTEGER);
+INSERT OR IGNORE INTO key_generation VALUES (1, 0);
 """
 COLUMNS = (
-    '"offset", provider, received_at, headers, body, dedup_key, body_sha256, duplicate, '
-    "auth_method, remote_addr"
+    'r."offset", r.provider, r.received_at, r.headers, r.body, r.dedup_key, r.body_sha256, '
+    "r.duplicate, r.auth_method, r.remote_addr, r.key_id, d.event"
 )
+# Every read goes through this join: a reduced delivery reads as its kept event.
+FROM = 'raw_log AS r LEFT JOIN reduced AS d ON d."offset" = r."offset"'
 
 
 def raw_log_path(db_path: str | Path) -> Path:
@@ -48,16 +72,88 @@ def raw_log_path(db_path: str | Path) -> Path:
     return path.with_name(path.stem + ".raw" + (path.suffix or ".db"))
 
 
-def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
+class RawConnection(sqlite3.Connection):
+    """A connection to the raw log that knows how to open sealed rows (`keys`)."""
+
+    keys: DataKeys | None = None
+
+
+def connect(
+    path: str | Path, *, readonly: bool = False, master: MasterKeys | None = None
+) -> RawConnection:
+    """Open the raw log; with `master`, sealed rows are read in the clear (else refused)."""
+    conn: RawConnection
     if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        conn = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, check_same_thread=False, factory=RawConnection
+        )
     else:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, factory=RawConnection
+        )
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
+        # Erased rows and keys are overwritten with zeros, not merely unlinked from the tree.
+        conn.execute("PRAGMA secure_delete=ON")
         conn.executescript(SCHEMA)
+        _migrate(conn)
     conn.execute("PRAGMA busy_timeout=5000")
+    conn.keys = DataKeys(conn, master) if master is not None else None
     return conn
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(raw_log)")}
+    if "key_id" not in columns:  # logs written before encryption at rest: rows in the clear
+        conn.execute("ALTER TABLE raw_log ADD COLUMN key_id INTEGER")
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS raw_log_by_key ON raw_log (key_id) WHERE key_id IS NOT NULL"
+    )
+
+
+class DataKeys:
+    """Data keys of one raw log, unwrapped on first use and cached by key id."""
+
+    def __init__(self, conn: sqlite3.Connection, master: MasterKeys) -> None:
+        self.conn, self.master = conn, master
+        self.cache: dict[int, AESGCM | None] = {}  # None: destroyed (its subject was erased)
+
+    def get(self, key_ids: set[int]) -> dict[int, AESGCM | None]:
+        missing = [key_id for key_id in key_ids if key_id not in self.cache]
+        if missing:
+            marks = ",".join("?" * len(missing))
+            rows = self.conn.execute(
+                f"SELECT key_id, subject, master, wrapped FROM data_keys WHERE key_id IN ({marks})",
+                missing,
+            ).fetchall()
+            if len(self.cache) > 100_000:
+                self.cache.clear()
+            found = {int(k): AESGCM(self.master.unwrap(s, m, bytes(w))) for k, s, m, w in rows}
+            for key_id in missing:
+                self.cache[key_id] = found.get(key_id)
+        return {key_id: self.cache[key_id] for key_id in key_ids}
+
+    def forget(self) -> None:
+        """Drop cached keys: some were destroyed (an erasure) since they were read."""
+        self.cache.clear()
+
+
+def check_master(conn: sqlite3.Connection, master: MasterKeys) -> None:
+    """Refuse, by name, a master key that does not open this log's data keys."""
+    for (fingerprint,) in conn.execute("SELECT DISTINCT master FROM data_keys").fetchall():
+        if fingerprint not in master.keys:
+            raise MasterKeyError(
+                f"the raw log's data keys are wrapped by master key {fingerprint}, which is not "
+                f"configured (configured: {', '.join(master.keys)}); set "
+                f"{sealing.MASTER_KEY} or {sealing.MASTER_KEY_FILE}"
+            )
+    row = conn.execute("SELECT subject, master, wrapped FROM data_keys LIMIT 1").fetchone()
+    if row is not None:
+        master.unwrap(str(row[0]), str(row[1]), bytes(row[2]))
+
+
+def holds_data_keys(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM data_keys LIMIT 1").fetchone() is not None
 
 
 class Receipt(NamedTuple):
@@ -66,11 +162,12 @@ class Receipt(NamedTuple):
 
 
 # What the writer stores per delivery, headers already as JSON text:
-# (provider, received_at, headers_json, body, dedup_key, body_sha256, auth_method, remote_addr)
-Row = tuple[str, str, str, bytes, str, str, str, str]
+# (provider, received_at, headers_json, body, dedup_key, body_sha256, auth_method, remote_addr,
+#  subject) — `subject` is the routing key the data key belongs to ("" : do not seal).
+Row = tuple[str, str, str, bytes, str, str, str, str, str]
 
 
-def row_of(env: RawEnvelope) -> Row:
+def row_of(env: RawEnvelope, subject: str = "") -> Row:
     headers = json.dumps(dict(env.headers), separators=(",", ":"))
     return (
         env.provider,
@@ -81,17 +178,30 @@ def row_of(env: RawEnvelope) -> Row:
         env.body_sha256,
         env.auth_method,
         env.remote_addr,
+        subject,
     )
 
 
 class RawLogWriter:
-    """Appends batches in one transaction each: group commit, one fsync per batch."""
+    """Appends batches in one transaction each: group commit, one fsync per batch.
 
-    def __init__(self, path: str | Path) -> None:
+    With a master key, each row's headers and body are sealed under its subject's data key,
+    created (wrapped) in the same transaction as the first row that needs it.
+    """
+
+    def __init__(self, path: str | Path, master: MasterKeys | None = None) -> None:
         self.conn = connect(path)
+        self.master = master
+        self.keys: dict[str, tuple[int, AESGCM]] = {}  # subject -> its current data key
+        self.generation = -1
 
-    def append(self, envelopes: Sequence[RawEnvelope]) -> list[Receipt]:
-        return self.append_rows([row_of(env) for env in envelopes])
+    def append(
+        self, envelopes: Sequence[RawEnvelope], subjects: Sequence[str] = ()
+    ) -> list[Receipt]:
+        subjects = subjects or [""] * len(envelopes)
+        return self.append_rows(
+            [row_of(env, s) for env, s in zip(envelopes, subjects, strict=True)]
+        )
 
     def append_rows(self, rows: Sequence[Row]) -> list[Receipt]:
         """Durably append; receipts are valid only once this returns (committed)."""
@@ -100,21 +210,74 @@ class RawLogWriter:
         cur = self.conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
-            for provider, received_at, headers, body, key, sha, auth, remote in rows:
+            self._check_generation(cur)
+            for provider, received_at, headers, body, key, sha, auth, remote, subject in rows:
                 duplicate = key in batch_keys or self._seen(cur, key)
                 batch_keys.add(key)
+                key_id = None
+                if self.master is not None and subject:
+                    key_id, data_key = self._data_key(cur, subject)
+                    body = sealing.seal(
+                        data_key, headers.encode(), body, sealing.record_aad(provider, key)
+                    )
+                    headers = "{}"
                 cur.execute(
                     "INSERT INTO raw_log (provider, received_at, headers, body, dedup_key, "
-                    "body_sha256, duplicate, auth_method, remote_addr) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (provider, received_at, headers, body, key, sha, int(duplicate), auth, remote),
+                    "body_sha256, duplicate, auth_method, remote_addr, key_id) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        provider,
+                        received_at,
+                        headers,
+                        body,
+                        key,
+                        sha,
+                        int(duplicate),
+                        auth,
+                        remote,
+                        key_id,
+                    ),
                 )
                 receipts.append(Receipt(int(cur.lastrowid or 0), duplicate))
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
+            self.keys.clear()  # keys created in the rolled-back transaction do not exist
             raise
         return receipts
+
+    def _check_generation(self, cur: sqlite3.Cursor) -> None:
+        # Under the write lock, so no erasure can slip between this read and the inserts.
+        (generation,) = cur.execute("SELECT n FROM key_generation").fetchone()
+        if generation != self.generation:
+            self.keys.clear()
+            self.generation = generation
+
+    def _data_key(self, cur: sqlite3.Cursor, subject: str) -> tuple[int, AESGCM]:
+        found = self.keys.get(subject)
+        if found is not None:
+            return found
+        assert self.master is not None
+        row = cur.execute(
+            "SELECT key_id, master, wrapped FROM data_keys WHERE subject = ? "
+            "ORDER BY key_id DESC LIMIT 1",
+            (subject,),
+        ).fetchone()
+        if row is not None:
+            key = AESGCM(self.master.unwrap(subject, str(row[1]), bytes(row[2])))
+            found = (int(row[0]), key)
+        else:
+            raw_key = sealing.new_data_key()
+            master, wrapped = self.master.wrap(subject, raw_key)
+            cur.execute(
+                "INSERT INTO data_keys (subject, master, wrapped) VALUES (?, ?, ?)",
+                (subject, master, wrapped),
+            )
+            found = (int(cur.lastrowid or 0), AESGCM(raw_key))
+        if len(self.keys) > 100_000:  # bounded: one entry per recently active subject
+            self.keys.clear()
+        self.keys[subject] = found
+        return found
 
     @staticmethod
     def _seen(cur: sqlite3.Cursor, key: str) -> bool:
@@ -127,12 +290,42 @@ class RawLogWriter:
         self.conn.close()
 
 
-def envelope_from_row(row: Sequence[Any]) -> RawEnvelope:
-    """A raw_log row (in COLUMNS order) as the envelope the core reads."""
-    offset, provider, received_at, headers, body, dedup, sha, duplicate, auth, remote = row
+def _envelopes(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> list[RawEnvelope]:
+    """Rows in COLUMNS order as envelopes: sealed ones opened, reduced ones as kept."""
+    keys = getattr(conn, "keys", None)
+    sealed = {int(row[10]) for row in rows if row[10] is not None and row[11] is None}
+    if sealed and keys is None:
+        raise MasterKeyError(
+            "the raw log is encrypted and no master key was given to read it "
+            f"(set {sealing.MASTER_KEY} or {sealing.MASTER_KEY_FILE})"
+        )
+    data_keys = keys.get(sealed) if sealed and keys is not None else {}
+    return [_envelope(row, data_keys) for row in rows]
+
+
+def _envelope(row: Sequence[Any], data_keys: dict[int, AESGCM | None]) -> RawEnvelope:
+    offset, provider, received_at, headers, body, dedup, sha, duplicate, auth, remote = row[:10]
+    key_id, reduced = row[10], row[11]
+    body = bytes(body)
+    if reduced is None and key_id is not None:
+        data_key = data_keys.get(int(key_id))
+        if data_key is None:  # destroyed but not reduced: nothing can be read or kept
+            reduced, body = "", b""
+        else:
+            try:
+                plain_headers, body = sealing.unseal(
+                    data_key, body, sealing.record_aad(str(provider), str(dedup))
+                )
+            except (InvalidTag, ValueError):
+                raise MasterKeyError(
+                    f"raw log row {offset} does not open with its data key"
+                ) from None
+            headers = plain_headers.decode()
+    if reduced is not None:
+        body, headers = b"", "{}"
     return RawEnvelope(
         provider=str(provider),
-        body=bytes(body),
+        body=body,
         headers=pydantic_core.from_json(headers),
         received_at=str(received_at),
         dedup_key=str(dedup),
@@ -141,28 +334,29 @@ def envelope_from_row(row: Sequence[Any]) -> RawEnvelope:
         remote_addr=str(remote),
         offset=int(offset),
         duplicate=bool(duplicate),
+        reduced=None if reduced is None else str(reduced),
     )
 
 
 def read_after(conn: sqlite3.Connection, offset: int, limit: int) -> list[RawEnvelope]:
     """Up to `limit` envelopes after `offset`, in log order."""
     rows = conn.execute(
-        f'SELECT {COLUMNS} FROM raw_log WHERE "offset" > ? ORDER BY "offset" LIMIT ?',
+        f'SELECT {COLUMNS} FROM {FROM} WHERE r."offset" > ? ORDER BY r."offset" LIMIT ?',
         (offset, limit),
     ).fetchall()
-    return [envelope_from_row(row) for row in rows]
+    return _envelopes(conn, rows)
 
 
 def read_range(
     conn: sqlite3.Connection, after: int, upto: int, until: str | None = None
 ) -> list[RawEnvelope]:
     """Envelopes with after < offset <= upto, in log order (optionally received <= until)."""
-    query = f'SELECT {COLUMNS} FROM raw_log WHERE "offset" > ? AND "offset" <= ?'
+    query = f'SELECT {COLUMNS} FROM {FROM} WHERE r."offset" > ? AND r."offset" <= ?'
     params: tuple[object, ...] = (after, upto)
     if until is not None:
-        query, params = query + " AND received_at <= ?", (*params, until)
-    rows = conn.execute(query + ' ORDER BY "offset"', params).fetchall()
-    return [envelope_from_row(row) for row in rows]
+        query, params = query + " AND r.received_at <= ?", (*params, until)
+    rows = conn.execute(query + ' ORDER BY r."offset"', params).fetchall()
+    return _envelopes(conn, rows)
 
 
 def iterate(conn: sqlite3.Connection, after: int = 0, batch: int = 2000) -> Iterator[RawEnvelope]:
@@ -182,7 +376,27 @@ def deliveries(conn: sqlite3.Connection, offsets: Sequence[int]) -> list[RawEnve
         return []
     marks = ",".join("?" * len(offsets))
     rows = conn.execute(
-        f'SELECT {COLUMNS} FROM raw_log WHERE "offset" IN ({marks}) ORDER BY "offset"',
+        f'SELECT {COLUMNS} FROM {FROM} WHERE r."offset" IN ({marks}) ORDER BY r."offset"',
         tuple(offsets),
     ).fetchall()
-    return [envelope_from_row(row) for row in rows]
+    return _envelopes(conn, rows)
+
+
+Reader = Callable[[list[int]], dict[int, RawEnvelope]]
+
+
+def reader(db_path: str | Path, master: MasterKeys | None = None) -> Reader:
+    """Deliveries by offset from the raw log beside a projections database (inspect, the
+    console); none when that log does not exist (projections copied without it)."""
+
+    def read(offsets: list[int]) -> dict[int, RawEnvelope]:
+        path = raw_log_path(db_path)
+        if not path.exists():
+            return {}
+        conn = connect(path, readonly=True, master=master)
+        try:
+            return {env.offset: env for env in deliveries(conn, offsets)}
+        finally:
+            conn.close()
+
+    return read

@@ -8,6 +8,8 @@ trivially true. Requests that arrive during a commit's fsync form the next batch
 
 Frames: request  = u32 length | u32 id | u32 meta length | u32 headers length | meta JSON
                    | headers JSON (stored as is) | body bytes
+        meta     = [provider, received_at, dedup key, sha256, auth, remote, subject]; the
+                   subject (routing key) names the data key the writer seals the row under
 (32-bit lengths: a frame carries anything ingest accepts; KYCFLOW_MAX_BODY is far below 4 GiB.)
         response = u32 id | i64 offset (-1: not stored) | u8 duplicate
 """
@@ -22,7 +24,9 @@ from pathlib import Path
 from typing import cast
 
 from ingest.rawlog import RawLogWriter, Receipt, Row, row_of
+from ingest.sealing import MasterKeys
 from statemachines.envelope import RawEnvelope
+from statemachines.routing import routing_key
 
 log = logging.getLogger("kycflow.writer")
 MAX_BATCH = 2000
@@ -38,9 +42,9 @@ class RecordTooLarge(Exception):
     """The log refuses this envelope for its size, whatever the retry: answer 413."""
 
 
-def encode_request(request_id: int, env: RawEnvelope) -> bytes:
-    provider, received_at, headers, body, key, sha, auth, remote = row_of(env)
-    meta = json.dumps([provider, received_at, key, sha, auth, remote]).encode()
+def encode_request(request_id: int, env: RawEnvelope, subject: str = "") -> bytes:
+    provider, received_at, headers, body, key, sha, auth, remote, _ = row_of(env)
+    meta = json.dumps([provider, received_at, key, sha, auth, remote, subject]).encode()
     encoded = headers.encode()
     length = 4 + 4 + 4 + len(meta) + len(encoded) + len(body)
     return _HEAD.pack(length, request_id, len(meta), len(encoded)) + meta + encoded + body
@@ -50,7 +54,7 @@ def decode_request(frame: bytes) -> tuple[int, Row]:
     """A frame (without its length prefix) as the row the writer stores, headers untouched."""
     request_id, meta_len, headers_len = struct.unpack_from(">III", frame)
     start = 12 + meta_len
-    provider, received_at, key, sha, auth, remote = json.loads(frame[12:start])
+    provider, received_at, key, sha, auth, remote, subject = json.loads(frame[12:start])
     headers = frame[start : start + headers_len].decode()
     return request_id, (
         provider,
@@ -61,6 +65,7 @@ def decode_request(frame: bytes) -> tuple[int, Row]:
         sha,
         auth,
         remote,
+        subject,
     )
 
 
@@ -104,8 +109,8 @@ class _Connection(asyncio.Protocol):
 
 
 class WriterServer:
-    def __init__(self, raw_path: str | Path) -> None:
-        self.log = RawLogWriter(raw_path)
+    def __init__(self, raw_path: str | Path, master: MasterKeys | None = None) -> None:
+        self.log = RawLogWriter(raw_path, master)
         self.pending: list[tuple[_Connection, int, Row]] = []
         self.wake = asyncio.Event()
 
@@ -141,9 +146,12 @@ class WriterServer:
 
 
 async def run_writer(
-    socket_path: str, raw_path: str | Path, ready: asyncio.Event | None = None
+    socket_path: str,
+    raw_path: str | Path,
+    ready: asyncio.Event | None = None,
+    master: MasterKeys | None = None,
 ) -> None:
-    server = WriterServer(raw_path)
+    server = WriterServer(raw_path, master)
     Path(socket_path).unlink(missing_ok=True)
     loop = asyncio.get_running_loop()
     unix = await loop.create_unix_server(lambda: _Connection(server), path=socket_path)
@@ -181,8 +189,10 @@ class _Replies(asyncio.Protocol):
 class WriterClient:
     """One multiplexed connection to the writer; requests are matched to replies by id."""
 
-    def __init__(self, socket_path: str) -> None:
-        self.socket_path = socket_path
+    def __init__(self, socket_path: str, *, sealed: bool = False) -> None:
+        # sealed: the writer encrypts each row under its subject's data key, so it must be
+        # told the subject — the same routing key Kafka mode keys its records by.
+        self.socket_path, self.sealed = socket_path, sealed
         self.waiting: dict[int, asyncio.Future[Receipt]] = {}
         self.next_id = 0
         self.transport: asyncio.Transport | None = None
@@ -209,7 +219,8 @@ class WriterClient:
             # Requests handled in one loop iteration share one send: syscalls are the cost.
             if not self.outgoing:
                 asyncio.get_running_loop().call_soon(self._flush)
-            self.outgoing.append(encode_request(request_id, env))
+            subject = routing_key(env).decode("utf-8", "surrogatepass") if self.sealed else ""
+            self.outgoing.append(encode_request(request_id, env, subject))
             receipt = await reply
         finally:
             self.waiting.pop(request_id, None)

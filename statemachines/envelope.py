@@ -59,6 +59,10 @@ class RawEnvelope:
     remote_addr: str = ""
     offset: int = -1  # assigned by the log when the envelope is appended
     duplicate: bool = field(default=False, compare=False)
+    # Set when the personal data is gone (erasure, retention): the body is empty and this is
+    # the canonical event it had become (`statemachines.codec.event_to_json`), or "" when
+    # nothing was kept. The fold reads it instead of the body, so replay still works.
+    reduced: str | None = field(default=None, compare=False)
 
     @classmethod
     def receive(

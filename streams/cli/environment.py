@@ -47,6 +47,14 @@ INGEST: Variables = {
     "KYCFLOW_MAX_HEADER_SIZE": "largest header field, bytes (default 8192, at most 65536)",
     "KYCFLOW_ACCESS_LOG": "one INFO line per request: true or false (default true)",
 }
+PERSONAL_DATA: Variables = {
+    "KYCFLOW_MASTER_KEY": "master key(s) wrapping the data keys, base64, new first "
+    "(default: the first-run file NAME.master.key)",
+    "KYCFLOW_MASTER_KEY_FILE": "file holding the master key(s) instead",
+}
+ENCRYPTION: Variables = {
+    "KYCFLOW_ENCRYPTION": "off stores new raw bodies in the clear (default on)",
+}
 KAFKA: Variables = {
     name: f"{text} (default {default})" if default else text
     for name, (text, default) in KAFKA_SETTINGS.items()
@@ -75,9 +83,17 @@ CONSUMER_GROUP = (
 PRODUCER = ("KYCFLOW_KAFKA_LINGER_MS", "KYCFLOW_KAFKA_PRODUCE_TIMEOUT")
 STALLS = ("KYCFLOW_KAFKA_STALL_TIMEOUT", "KYCFLOW_KAFKA_METRICS_HOST")
 
-SERVE = {**DATABASE, **LISTEN, **CREDENTIALS, **INGEST, **_kafka(*TOPIC_CREATION, *PRODUCER)}
-REPLAY = {**DATABASE, **_kafka()}
-INSPECT = {**DATABASE, **_kafka()}
+SERVE = {
+    **DATABASE,
+    **LISTEN,
+    **CREDENTIALS,
+    **INGEST,
+    **PERSONAL_DATA,
+    **ENCRYPTION,
+    **_kafka(*TOPIC_CREATION, *PRODUCER),
+}
+REPLAY = {**DATABASE, **PERSONAL_DATA, **_kafka()}
+INSPECT = {**DATABASE, **PERSONAL_DATA, **_kafka()}
 SIMULATE = {**DATABASE, **CREDENTIALS}
 WORKER = _kafka(*TOPIC_CREATION, *CONSUMER_GROUP, *STALLS, "KYCFLOW_WORKER_METRICS_PORT")
 PROJECT = {**DATABASE, **_kafka(*TOPIC_CREATION, *STALLS, "KYCFLOW_PROJECTOR_METRICS_PORT")}

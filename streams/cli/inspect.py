@@ -40,7 +40,7 @@ def timeline(
     if found is None:
         return None
     events = found["events"]
-    envelopes = (raw or _embedded_raw(db_path))([e["offset"] for e in events])
+    envelopes = (raw or rawlog.reader(db_path))([e["offset"] for e in events])
     steps = []
     for event in events:
         env = envelopes.get(event["offset"])
@@ -61,17 +61,6 @@ def with_reference(db_path: str, reference: str, raw: Raw | None = None) -> list
 def _reading(db_path: str) -> contextlib.closing[sqlite3.Connection]:
     uri = f"{Path(db_path).absolute().as_uri()}?mode=ro"  # read only: never creates it
     return contextlib.closing(sqlite3.connect(uri, uri=True))
-
-
-def _embedded_raw(db_path: str) -> Raw:
-    def read(offsets: list[int]) -> dict[int, RawEnvelope]:
-        path = rawlog.raw_log_path(db_path)
-        if not path.exists():  # projections without their raw log: show what is known
-            return {}
-        with contextlib.closing(rawlog.connect(path, readonly=True)) as conn:
-            return {e.offset: e for e in rawlog.deliveries(conn, offsets)}
-
-    return read
 
 
 def render(found: dict[str, Any], console: Console) -> None:

@@ -13,6 +13,7 @@ bad invocation or configuration, 130 on Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import logging
@@ -27,10 +28,11 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-from ingest import rawlog
+from ingest import rawlog, sealing
 from projections.locking import tidy
 from statemachines import RawEnvelope, Unrecognised, fold, normalise
 from statemachines.envelope import PROVIDERS
+from streams import masterkeys
 from streams.cli import environment
 from streams.cli import inspect as inspection
 from streams.cli.arguments import HelpFormatter, database, port, whole_number
@@ -39,7 +41,6 @@ from streams.cli.kafka_commands import add_kafka_commands, kafka_settings
 from streams.config import ConfigError, KycflowError, db_path, load_config
 from streams.console.cli import add_quarantine
 from streams.embedded import replay as replaying
-from streams.kafka.config import KafkaSettings
 from streams.simulator.simulate import add_parser as add_simulate
 
 # soft_wrap: a message is one line however narrow the terminal (or 80 columns when piped).
@@ -87,15 +88,24 @@ def _serve(args: argparse.Namespace) -> int:
         """Generate credentials if none are configured; called once the database and the
         port are ours, so a refused start writes nothing."""
         created = ensure_credentials(load_config(env, database), database)
-        if created is None:
-            return settings
-        # Plain print: a path must not be wrapped mid-name in a log.
-        print(
-            f"No credentials were configured: generated provider credentials in {created} "
-            "(mode 0600). kycflow simulate reads them; environment variables override them.",
-            file=sys.stderr,
-        )
-        return ServeSettings.from_config(load_config(env, database))
+        config = load_config(env, database)
+        master, key_file = masterkeys.for_serving(config, database)
+        # Plain prints: a path must not be wrapped mid-name in a log.
+        if created is not None:
+            print(
+                f"No credentials were configured: generated provider credentials in {created} "
+                "(mode 0600). kycflow simulate reads them; environment variables override them.",
+                file=sys.stderr,
+            )
+        if key_file is not None:
+            print(
+                f"Generated a master key in {key_file} (mode 0600): raw webhooks are stored "
+                "encrypted under it. Keep a copy apart from the database; without it the raw "
+                "log cannot be read.",
+                file=sys.stderr,
+            )
+        final = settings if created is None else ServeSettings.from_config(config)
+        return dataclasses.replace(final, master=master, seal=sealing.encryption_enabled(config))
 
     try:
         return serve(settings, first_run=first_run)  # it says where it listens, once
@@ -129,7 +139,11 @@ def _replay(args: argparse.Namespace) -> int:
         with _progress() as bar:
             task = bar.add_task("replay", total=total)
             count, path = replaying.replay(
-                database, to=args.to, until=until, progress=lambda n: bar.advance(task, n)
+                database,
+                to=args.to,
+                until=until,
+                progress=lambda n: bar.advance(task, n),
+                master=masterkeys.for_reading(load_config(_environment(args), database), database),
             )
     except (OSError, sqlite3.Error) as exc:
         return _fail(describe(exc, target))
@@ -173,15 +187,10 @@ def _inspect(args: argparse.Namespace) -> int:
     if (usage := _inspect_usage(args)) is not None:
         return _fail(usage, 2)
     env = _environment(args)
-    kafka = KafkaSettings.from_config(load_config(env))
-    raw = None
-    if kafka is not None:  # Kafka mode: the raw deliveries are in the raw topic
-        from streams.kafka.replay import fetch_positions
-
-        raw = functools.partial(fetch_positions, kafka)
     database = db_path(env)
     if (problem := database_problem(database, create=False)) is not None:
         return _fail(problem)
+    raw = masterkeys.raw_reader(load_config(env, database), database)
     try:  # read-only readers cannot remove the -wal/-shm they found or made: tidy after
         return _inspect_subjects(args, database, raw)
     finally:
@@ -431,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KycflowError as exc:
         return _fail(str(exc))
+    except masterkeys.MasterKeyError as exc:  # the raw log stays sealed: nothing is written
+        return _fail(str(exc), 2)
     except (OSError, sqlite3.Error) as exc:  # the path, if any, is in the message
         return _fail(describe(exc))
 

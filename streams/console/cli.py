@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import json
 import os
 import sqlite3
@@ -21,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from projections.queries import Connection
+from streams import masterkeys
 from streams.cli import environment
 from streams.cli.arguments import database
 from streams.config import KycflowError, db_path, load_config
 from streams.console import queries, reprocess
-from streams.console.routes import Raw, embedded_raw
-from streams.kafka.config import KafkaSettings
+from streams.console.routes import Raw
 
 VARIABLES: environment.Variables = {
     **environment.DATABASE,
@@ -74,12 +73,7 @@ def run_list(args: argparse.Namespace) -> int:
     path = db_path(env)
     if not Path(path).is_file():
         raise KycflowError(f"no projections database at {Path(path).absolute()}")
-    kafka = KafkaSettings.from_config(load_config(env))
-    raw: Raw = embedded_raw(path)
-    if kafka is not None:
-        from streams.kafka.replay import fetch_positions
-
-        raw = functools.partial(fetch_positions, kafka)
+    raw: Raw = masterkeys.raw_reader(load_config(env, path), path)
     uri = f"{Path(path).absolute().as_uri()}?mode=ro"
     with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
         items = assessed(db, raw)

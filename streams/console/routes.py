@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
@@ -46,19 +45,6 @@ REPROCESS_WAIT = 5.0  # seconds to wait for the processor to apply re-delivered 
 WAIT_LIMIT = timedelta(days=1)
 
 
-def embedded_raw(db_path: str) -> Raw:
-    """Raw deliveries from the embedded raw log beside the projections (as inspect reads)."""
-
-    def read(offsets: list[int]) -> dict[int, RawEnvelope]:
-        path = rawlog.raw_log_path(db_path)
-        if not path.exists():
-            return {}
-        with contextlib.closing(rawlog.connect(path, readonly=True)) as conn:
-            return {e.offset: e for e in rawlog.deliveries(conn, offsets)}
-
-    return read
-
-
 def _tolerant(read: Raw) -> Raw:
     """Raw bodies when they can be read; none (the pages say so) when the raw log or the
     broker cannot be read right now, rather than an error page for the whole timeline."""
@@ -85,7 +71,7 @@ class Console:
     ) -> None:
         self.db_path, self.guard, self.gauges = db_path, guard, gauges
         self.appender, self.clock = appender, clock
-        self.raw = _tolerant(raw or embedded_raw(db_path))
+        self.raw = _tolerant(raw or rawlog.reader(db_path))
         self.reader = Reader(db_path)
         self.feed_api = ReadApi(self.reader, str, poll=0.2, keepalive=15.0)
 

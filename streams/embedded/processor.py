@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ingest import rawlog
+from ingest.sealing import MasterKeys
 from projections.schema import open_projections
 from projections.store import ProjectionStore
 
@@ -39,11 +40,12 @@ def run_processor(
     *,
     batch: int = 1000,
     idle: float = 0.005,
+    master: MasterKeys | None = None,
 ) -> None:
     while not raw_path.exists() and not stop.is_set():  # the writer creates it
         time.sleep(idle)
     store = ProjectionStore(open_projections(db_path))
-    raw = rawlog.connect(raw_path, readonly=True)
+    raw = rawlog.connect(raw_path, readonly=True, master=master)
     offset = store.checkpoint()
     log.info("processor resuming after raw offset %d", offset)
     while not stop.is_set():

@@ -31,6 +31,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from ingest import rawlog
+from ingest.sealing import MasterKeys
 from projections.locking import DatabaseInUse, Role, claim, tidy
 from projections.schema import PROJECTION_TABLES, open_projections
 from projections.store import ProjectionStore
@@ -50,7 +51,12 @@ Normalised = tuple[int, str, str, str, tuple[Any, ...]]
 
 
 def rebuild(
-    raw_path: Path, target: str, *, until: str | None = None, progress: Progress | None = None
+    raw_path: Path,
+    target: str,
+    *,
+    until: str | None = None,
+    progress: Progress | None = None,
+    master: MasterKeys | None = None,
 ) -> int:
     """Fold the raw log into a new projections database at `target`; returns events read.
 
@@ -64,7 +70,7 @@ def rebuild(
         raise FileNotFoundError(f"no raw log at {raw_path}")
     try:
         with _claimed(target):
-            return _rebuild_into(raw_path, target, until, progress)
+            return _rebuild_into(raw_path, target, until, progress, master)
     finally:
         tidy(raw_path)  # read-only readers leave its -wal and -shm when it is not in use
 
@@ -82,7 +88,13 @@ def _claimed(target: str) -> Iterator[None]:
         yield
 
 
-def _rebuild_into(raw_path: Path, target: str, until: str | None, progress: Progress | None) -> int:
+def _rebuild_into(
+    raw_path: Path,
+    target: str,
+    until: str | None,
+    progress: Progress | None,
+    master: MasterKeys | None,
+) -> int:
     tune_gc()
     with contextlib.closing(rawlog.connect(raw_path, readonly=True)) as raw:
         last = rawlog.last_offset(raw)
@@ -103,13 +115,15 @@ def _rebuild_into(raw_path: Path, target: str, until: str | None, progress: Prog
         with ProcessPoolExecutor(SHARDS, fork, initializer=_die_with_parent) as readers:
             starts = iter(range(0, last, BATCH))
             pending = deque(
-                readers.submit(_normalise, raw_path, start, BATCH, until)
+                readers.submit(_normalise, raw_path, start, BATCH, until, master)
                 for start in itertools.islice(starts, AHEAD)
             )
             while pending:
                 count, upto, parts = pending.popleft().result()
                 if (start := next(starts, None)) is not None:
-                    pending.append(readers.submit(_normalise, raw_path, start, BATCH, until))
+                    pending.append(
+                        readers.submit(_normalise, raw_path, start, BATCH, until, master)
+                    )
                 for folder, inbox, part in zip(folders, inboxes, parts, strict=True):
                     if part:
                         _put(inbox, part, folder)
@@ -140,14 +154,14 @@ def _rebuild_into(raw_path: Path, target: str, until: str | None, progress: Prog
 
 
 def _normalise(
-    raw_path: Path, after: int, count: int, until: str | None
+    raw_path: Path, after: int, count: int, until: str | None, master: MasterKeys | None
 ) -> tuple[int, int, list[bytes]]:
     """Reader process: envelopes in (after, after + count], normalised, split by shard.
 
     Returns how many were read, the last offset read, and each shard's part, pickled here so
     the parent process forwards bytes without unpickling them.
     """
-    with contextlib.closing(rawlog.connect(raw_path, readonly=True)) as raw:
+    with contextlib.closing(rawlog.connect(raw_path, readonly=True, master=master)) as raw:
         envelopes = rawlog.read_range(raw, after, after + count, until)
     parts: list[list[Normalised]] = [[] for _ in range(SHARDS)]
     for e in envelopes:
@@ -304,10 +318,12 @@ def replay(
     to: str | None = None,
     until: str | None = None,
     progress: Progress | None = None,
+    master: MasterKeys | None = None,
 ) -> tuple[int, str]:
     """Rebuild `db_path`'s projections in place, or into `to`; returns (events, path)."""
     path = to if to is not None else db_path
-    return rebuild(rawlog.raw_log_path(db_path), path, until=until, progress=progress), path
+    raw = rawlog.raw_log_path(db_path)
+    return rebuild(raw, path, until=until, progress=progress, master=master), path
 
 
 def total_events(db_path: str) -> int:

@@ -55,7 +55,7 @@ async def run_http(
 ) -> None:
     kafka = settings.kafka
     client = (
-        WriterClient(socket_path)
+        WriterClient(socket_path, sealed=settings.seal and settings.master is not None)
         if kafka is None
         else KafkaAppender(
             kafka.servers,
@@ -76,7 +76,7 @@ async def run_http(
     )
     app.add_routes([openapi_route()])
     # The operator console (/ui/): raw bodies as `kycflow inspect` reads them in each mode.
-    raw = None
+    raw = rawlog.reader(settings.db, settings.master)
     if kafka is not None:
         from streams.kafka.replay import fetch_positions
 

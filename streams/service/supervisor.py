@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from typing import Any
 import uvloop
 
 from ingest import rawlog
+from ingest.sealing import MasterKeys
 from ingest.settings import IngestSettings
 from ingest.writer import run_writer
 from projections.locking import DatabaseInUse, Role, claim, tidy
@@ -65,6 +66,10 @@ class ServeSettings:
     api_token: str | None
     ingest: IngestSettings
     kafka: KafkaSettings | None = None  # set: ingest to Kafka; `kycflow project` projects
+    # Encryption at rest (ingest.sealing): set once the database is ours (streams.masterkeys);
+    # `seal` False stores new rows in the clear (KYCFLOW_ENCRYPTION=off) yet reads sealed ones.
+    master: MasterKeys | None = field(default=None, repr=False)
+    seal: bool = True
 
     @classmethod
     def from_config(cls, config: dict[str, str]) -> ServeSettings:
@@ -140,13 +145,19 @@ def _start(
     else:  # embedded: one writer owns the raw log, the processor projects it
         log.debug("raw-log writer socket: %s", socket_path)
         children.append(
-            ctx.Process(target=_writer_main, args=(socket_path, raw_path), name="writer")
+            ctx.Process(
+                target=_writer_main,
+                args=(socket_path, raw_path, settings.master if settings.seal else None),
+                name="writer",
+            )
         )
         children[0].start()
         _wait_for(Path(socket_path))
         children.append(
             ctx.Process(
-                target=_processor_main, name="processor", args=(settings.db, raw_path, metrics)
+                target=_processor_main,
+                name="processor",
+                args=(settings.db, raw_path, metrics, settings.master),
             )
         )
         children[1].start()
@@ -329,19 +340,21 @@ def _quiet_interrupts() -> None:
     tune_gc()
 
 
-def _writer_main(socket_path: str, raw_path: Path) -> None:
+def _writer_main(socket_path: str, raw_path: Path, master: MasterKeys | None) -> None:
     _quiet_interrupts()
-    _run(_until_terminated(run_writer(socket_path, raw_path)))
+    _run(_until_terminated(run_writer(socket_path, raw_path, master=master)))
 
 
-def _processor_main(db: str, raw_path: Path, metrics: SharedMetrics) -> None:
+def _processor_main(
+    db: str, raw_path: Path, metrics: SharedMetrics, master: MasterKeys | None
+) -> None:
     _quiet_interrupts()
     stop = StopFlag()
     signal.signal(signal.SIGTERM, stop.set)
     # During a burst the cores go to ingest (providers wait on it); projections catch up
     # after. When the machine is idle, niceness costs nothing.
     os.nice(19)
-    run_processor(db, raw_path, stop, metrics.recorder(0))
+    run_processor(db, raw_path, stop, metrics.recorder(0), master=master)
 
 
 def _http_main(

@@ -1,0 +1,81 @@
+"""Which master key a command uses, decided once at start-up, with one clear line if none fits.
+
+`serve` needs a key that opens every data key the raw log already holds; on a log without
+any (a first run, or a log from before encryption at rest) it creates the first-run key
+file beside the database. Readers (`replay`, `inspect`, the console) need a key only when
+the log holds sealed rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import sqlite3
+from collections.abc import Mapping
+from pathlib import Path
+
+from ingest import rawlog, sealing
+from ingest.sealing import MasterKeyError, MasterKeys
+from streams.kafka.config import KafkaSettings
+
+
+def for_serving(config: Mapping[str, str], db_path: str) -> tuple[MasterKeys | None, Path | None]:
+    """(master keys to seal and read with, the key file created on this first run).
+
+    The keys are None only when encryption is switched off and the log holds no sealed
+    rows. Raises MasterKeyError (one line, no secret) when no configured key fits.
+    """
+    raw_path = rawlog.raw_log_path(db_path)
+    sealed = _holds_data_keys(raw_path)
+    created = None
+    if not sealed and sealing.encryption_enabled(config):
+        created = sealing.ensure_master_key(config, db_path)
+    if not sealed and not sealing.encryption_enabled(config) and not _configured(config, db_path):
+        return None, None
+    master = sealing.load_master_keys(config, db_path)
+    if sealed:
+        with contextlib.closing(rawlog.connect(raw_path, readonly=True)) as conn:
+            rawlog.check_master(conn, master)
+    return master, created
+
+
+def for_reading(config: Mapping[str, str], db_path: str) -> MasterKeys | None:
+    """The master keys to open the log's sealed rows; None when it holds none."""
+    if not _holds_data_keys(rawlog.raw_log_path(db_path)):
+        return None
+    master = sealing.load_master_keys(config, db_path)
+    with contextlib.closing(rawlog.connect(rawlog.raw_log_path(db_path), readonly=True)) as conn:
+        rawlog.check_master(conn, master)
+    return master
+
+
+def raw_reader(config: Mapping[str, str], db_path: str) -> rawlog.Reader:
+    """Raw deliveries by offset as `inspect` and the console read them in each mode."""
+    kafka = KafkaSettings.from_config(config)
+    if kafka is not None:  # Kafka mode: the raw deliveries are in the raw topic
+        from streams.kafka.replay import fetch_positions
+
+        return functools.partial(fetch_positions, kafka)
+    return rawlog.reader(db_path, for_reading(config, db_path))
+
+
+def _configured(config: Mapping[str, str], db_path: str) -> bool:
+    named = any(
+        (config.get(k) or "").strip() for k in (sealing.MASTER_KEY, sealing.MASTER_KEY_FILE)
+    )
+    return named or sealing.master_key_path(db_path).exists()
+
+
+def _holds_data_keys(raw_path: Path) -> bool:
+    if not raw_path.exists():
+        return False
+    with contextlib.closing(rawlog.connect(raw_path, readonly=True)) as conn:
+        try:
+            return rawlog.holds_data_keys(conn)
+        except (
+            sqlite3.OperationalError
+        ):  # a log from before encryption at rest has no data_keys table
+            return False
+
+
+__all__ = ["MasterKeyError", "for_reading", "for_serving", "raw_reader"]
