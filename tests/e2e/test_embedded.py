@@ -184,9 +184,14 @@ def shuffled_with_duplicates(webhooks: list[Webhook], seed: int) -> list[Webhook
 
 def raw_envelopes(service: Service) -> list[Any]:
     from ingest import rawlog
+    from streams import masterkeys
 
-    with sqlite3.connect(rawlog.raw_log_path(service.db)) as raw:
+    master = masterkeys.for_reading({}, str(service.db))  # the first-run key beside it
+    raw = rawlog.connect(rawlog.raw_log_path(service.db), readonly=True, master=master)
+    try:
         return list(rawlog.iterate(raw))
+    finally:
+        raw.close()
 
 
 def table_dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
