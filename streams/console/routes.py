@@ -22,6 +22,7 @@ from statemachines import RawEnvelope
 from streams.cli import inspect
 from streams.console import auth, masking, reprocess
 from streams.console import queries as extra
+from streams.console.settings import ConsoleSettings
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Raw = Callable[[list[int]], dict[int, RawEnvelope]]
@@ -68,8 +69,10 @@ class Console:
         gauges: Callable[[], dict[str, float]],
         appender: reprocess.Appender | None = None,
         clock: Callable[[], str] = str,
+        settings: ConsoleSettings | None = None,
     ) -> None:
         self.db_path, self.guard, self.gauges = db_path, guard, gauges
+        self.settings = settings or ConsoleSettings()
         self.appender, self.clock = appender, clock
         self.raw = _tolerant(raw or rawlog.reader(db_path))
         self.reader = Reader(db_path)
@@ -186,6 +189,10 @@ class Console:
 
         context = self.reader.run(read)
         context["gauges"] = self.gauges()
+        projector = self.settings.projector
+        context["projector"] = (
+            None if projector is None else await asyncio.to_thread(projector.read)
+        )
         return self.render(request, "overview.html", context)
 
     async def search(self, request: web.Request) -> web.StreamResponse:
@@ -388,12 +395,14 @@ def setup_console(
     gauges: Callable[[], dict[str, float]] = dict,
     appender: reprocess.Appender | None = None,
     clock: Callable[[], str] = str,
+    settings: ConsoleSettings | None = None,
 ) -> None:
     """Mount the console under `/ui/` on `app` (templates, static assets, pages).
 
     `raw` reads raw deliveries by offset (Kafka mode); None reads the embedded raw log.
     `appender` and `clock` (ingest's) re-deliver quarantined webhooks; without them the
-    quarantine is shown but not reprocessed.
+    quarantine is shown but not reprocessed. `settings` default to kycflow's configuration
+    for the database (`ConsoleSettings.load`).
     """
     aiohttp_jinja2.setup(
         app,
@@ -401,7 +410,8 @@ def setup_console(
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
-    console = Console(db_path, auth.Guard(api_token), raw, gauges, appender, clock)
+    settings = settings or ConsoleSettings.load(db_path)
+    console = Console(db_path, auth.Guard(api_token), raw, gauges, appender, clock, settings)
     page = console.page
     app.router.add_static("/ui/static/", STATIC, append_version=False)
     app.add_routes(

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ import pytest
 from tests.console.conftest import TOKEN, wait_for
 from tests.console.older_worker import FIXED, REASON
 from tests.console.test_console_http import BEARER, call
-from tests.e2e.service import KYCFLOW
+from tests.e2e.service import KYCFLOW, free_port
 from tests.kafka.stack import Broker, KafkaStack
 from tests.kafka.test_kafka_mode import send_all
 from tests.payloads import idenfy_identification
@@ -60,6 +62,8 @@ def test_reprocess_the_quarantine_in_kafka_mode(stack: KafkaStack) -> None:
     stack.wait_projected(2)
     page = call(service, "GET", "/ui/quarantine", headers=BEARER)[2]
     assert REASON in page and "readable, for" in page
+    overview = call(service, "GET", "/ui/", headers=BEARER)[2]
+    assert 'data-state="unset"' in overview  # no projector metrics port configured here
     assert service.get(f"/verifications/idenfy/kyc/{FIXED}", TOKEN)[0] == 404
 
     stack.kill(older)  # the fix is deployed: the real worker takes the group over
@@ -77,3 +81,35 @@ def test_reprocess_the_quarantine_in_kafka_mode(stack: KafkaStack) -> None:
     assert "reprocessed into" in after and 'id="reprocess"' not in after
     again = call(service, "POST", "/ui/quarantine", "", BEARER)  # the console's button
     assert again[0] == 200 and "0 deliveries re-delivered" in again[2]
+
+
+def overview_lag(stack: KafkaStack, wanted: str) -> str:
+    """The overview's lag entry once it holds `wanted` (the projector publishes each second)."""
+    assert stack.service is not None
+    deadline = time.monotonic() + 10
+    while True:
+        page = call(stack.service, "GET", "/ui/", headers=BEARER)[2]
+        found = re.search(r'<dd id="lag"[^>]*>(.*?)</dd>', page, re.S)
+        assert found is not None, page
+        if wanted in found.group(0) or time.monotonic() > deadline:
+            return found.group(0)
+        time.sleep(0.1)
+
+
+def test_the_overview_shows_the_projectors_lag(broker: Broker, tmp_path: Path) -> None:
+    port = str(free_port())
+    overrides = {"KYCFLOW_API_TOKEN": TOKEN, "KYCFLOW_PROJECTOR_METRICS_PORT": port}
+    stack = KafkaStack(broker, tmp_path, overrides=overrides)
+    try:
+        service = stack.serve()
+        stack.start_worker()
+        stack.start_projector()
+        send_all(service, [idenfy_identification(scan_ref=f"scan-{n}") for n in range(3)])
+        stack.wait_projected(3)
+        caught_up = overview_lag(stack, 'data-state="ok"')
+        assert 'data-state="ok"' in caught_up and ">0</dd>" in caught_up
+        stack.kill(stack.projector)  # type: ignore[arg-type]
+        gone = overview_lag(stack, "does not answer")
+        assert f"127.0.0.1:{port}/healthz" in gone
+    finally:
+        stack.stop()
