@@ -22,6 +22,7 @@ LISTEN: Variables = {
     "KYCFLOW_PORT": "port to listen on (default 8080)",
     "KYCFLOW_WORKERS": "HTTP worker processes (default: one per CPU)",
     "KYCFLOW_API_TOKEN": "bearer token the read API requires; needed beyond loopback",
+    "KYCFLOW_CONSOLE_SECURE_COOKIE": "true: console cookies are Secure (TLS proxy in front)",
 }
 CREDENTIALS: Variables = {
     "KYCFLOW_IDENFY_SIGNING_KEY": "iDenfy signing key(s), comma-separated for rotation",

@@ -106,6 +106,11 @@ class Console:
         response.headers["WWW-Authenticate"] = 'Bearer realm="kycflow"'
         return response
 
+    def secure(self, request: web.Request) -> bool:
+        """Whether cookies get `Secure`: the request came over TLS, or the operator said
+        so (KYCFLOW_CONSOLE_SECURE_COOKIE, for a TLS proxy in front)."""
+        return request.secure or self.settings.secure_cookie
+
     def render(
         self, request: web.Request, template: str, context: dict[str, Any], status: int = 200
     ) -> web.Response:
@@ -118,7 +123,7 @@ class Console:
         }
         response = aiohttp_jinja2.render_template(template, request, context, status=status)
         if request.cookies.get(auth.CSRF_COOKIE) != token:
-            auth.set_csrf_cookie(response, token, request.secure)
+            auth.set_csrf_cookie(response, token, self.secure(request))
         return response
 
     async def _form(self, request: web.Request) -> dict[str, str] | None:
@@ -159,7 +164,7 @@ class Console:
             httponly=True,
             samesite="Strict",
             path="/ui/",
-            secure=request.secure,
+            secure=self.secure(request),
         )
         return response
 
@@ -167,7 +172,7 @@ class Console:
         if await self._form(request) is None:
             return self._forbidden(request)
         response = web.Response(status=303, headers={"Location": "/ui/login"})
-        response.del_cookie(auth.SESSION_COOKIE, path="/ui/")
+        response.del_cookie(auth.SESSION_COOKIE, path="/ui/", secure=self.secure(request))
         return response
 
     # -- pages -----------------------------------------------------------------------------
