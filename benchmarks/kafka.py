@@ -23,8 +23,8 @@ from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from benchmarks.load import DURATION, TOKEN, WARMUP, Load, running, wrk
 from benchmarks.replay_data import build_raw_log
-from benchmarks.service import DURATION, TOKEN, WARMUP, Load, running, wrk
 from ingest import rawlog
 from statemachines.envelope import envelope_to_json
 from statemachines.routing import routing_key
