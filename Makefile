@@ -7,7 +7,7 @@ RUNTIME := $(VENV)/.installed-runtime
 # Runtime and development tools; the name predates the split, so existing venvs stay valid.
 STAMP := $(VENV)/.installed
 
-.PHONY: install dev run demo test lint typecheck imports diagrams compose unit browser bench bench-core bench-service bench-kafka fmt clean
+.PHONY: install dev run demo test lint typecheck imports diagrams compose unit browser bench bench-core bench-service bench-kafka bench-profile fmt clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -76,6 +76,12 @@ bench-service: $(STAMP)
 bench-kafka: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) -m benchmarks.kafka
+
+## bench-profile: py-spy samples of an HTTP worker and the processor under wrk load
+bench-profile: $(STAMP)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	test -x $(VENV)/bin/py-spy || $(PY) -m pip install --quiet py-spy
+	$(PY) -m benchmarks.profile
 
 fmt: $(STAMP)
 	$(VENV)/bin/ruff format .
