@@ -15,6 +15,7 @@ import jinja2
 from aiohttp import web
 
 from ingest import rawlog
+from ingest.auth import client_address
 from projections import listing
 from projections import queries as projected
 from projections.api import ReadApi, Reader, Unavailable
@@ -23,6 +24,7 @@ from streams.cli import inspect
 from streams.console import auth, masking, reprocess
 from streams.console import queries as extra
 from streams.console.settings import ConsoleSettings
+from streams.console.throttle import LoginBudget
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Raw = Callable[[list[int]], dict[int, RawEnvelope]]
@@ -73,6 +75,7 @@ class Console:
     ) -> None:
         self.db_path, self.guard, self.gauges = db_path, guard, gauges
         self.settings = settings or ConsoleSettings()
+        self.logins = LoginBudget()
         self.appender, self.clock = appender, clock
         self.raw = _tolerant(raw or rawlog.reader(db_path))
         self.reader = Reader(db_path)
@@ -149,11 +152,19 @@ class Console:
     async def login(self, request: web.Request) -> web.StreamResponse:
         if self.guard.open:
             raise web.HTTPSeeOther("/ui/")
+        address = client_address(
+            request.remote or "", request.headers, self.settings.trusted_proxies
+        )
+        wait = self.logins.retry_after(address)
+        if wait:  # not even compared: past the budget the right token waits too
+            return self._too_many(request, wait)
         form = await self._form(request)
         if form is None:
             return self._forbidden(request)
         target = _next(form.get("next"))
         if not self.guard.token_valid(form.get("token", "")):
+            if self.logins.failed(address):  # the address's budget just ran out
+                log.warning("console: too many wrong tokens at /ui/login; refusing for a while")
             context = {"next": target, "failed": True}
             return self.render(request, "login.html", context, 401)
         response = web.Response(status=303, headers={"Location": target})
@@ -166,6 +177,12 @@ class Console:
             path="/ui/",
             secure=self.secure(request),
         )
+        return response
+
+    def _too_many(self, request: web.Request, wait: int) -> web.Response:
+        message = f"Too many wrong tokens from your address. Try again in {wait} seconds."
+        response = self.render(request, "error.html", {"message": message}, 429)
+        response.headers["Retry-After"] = str(wait)
         return response
 
     async def logout(self, request: web.Request) -> web.StreamResponse:

@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ingest.settings import IngestSettings, Network
 from streams.config import ConfigError, load_config
 from streams.console.lag import ProjectorLag
 from streams.kafka.config import KafkaSettings
@@ -22,6 +23,9 @@ class ConsoleSettings:
     # Cookies marked Secure on every request, not only on those that came over TLS: behind
     # a TLS-terminating proxy kycflow itself only sees plain HTTP.
     secure_cookie: bool = False
+    # Proxies whose X-Forwarded-For names the client, as for ingest: the login budget is
+    # per client address, not per proxy.
+    trusted_proxies: tuple[Network, ...] = ()
 
     @classmethod
     def from_config(cls, config: Mapping[str, str]) -> ConsoleSettings:
@@ -29,6 +33,7 @@ class ConsoleSettings:
         return cls(
             projector=None if kafka is None else ProjectorLag.of(kafka),
             secure_cookie=_flag(config, SECURE_COOKIE),
+            trusted_proxies=IngestSettings.from_config(config).trusted_proxies,
         )
 
     @classmethod
