@@ -56,6 +56,11 @@ PERSONAL_DATA: Variables = {
 ENCRYPTION: Variables = {
     "KYCFLOW_ENCRYPTION": "off stores new raw bodies in the clear (default on)",
 }
+RETENTION: Variables = {
+    "KYCFLOW_RETENTION": "how long raw bodies are kept: final+30d, last+90d (units d, h, m, "
+    "s) or off (default off)",
+    "KYCFLOW_RETENTION_INTERVAL": "seconds between the service's retention runs (default 3600)",
+}
 KAFKA: Variables = {
     name: f"{text} (default {default})" if default else text
     for name, (text, default) in KAFKA_SETTINGS.items()
@@ -91,11 +96,15 @@ SERVE = {
     **INGEST,
     **PERSONAL_DATA,
     **ENCRYPTION,
+    **RETENTION,
     **_kafka(*TOPIC_CREATION, *PRODUCER),
 }
 REPLAY = {**DATABASE, **PERSONAL_DATA, **_kafka()}
 INSPECT = {**DATABASE, **PERSONAL_DATA, **_kafka()}
 SIMULATE = {**DATABASE, **CREDENTIALS}
+ERASE = {**DATABASE, **PERSONAL_DATA, **ENCRYPTION, **_kafka()}
+RETENTION_COMMAND = {**DATABASE, **PERSONAL_DATA, **ENCRYPTION, **RETENTION, **_kafka()}
+KEYS = {**DATABASE, **PERSONAL_DATA, **_kafka()}
 WORKER = _kafka(*TOPIC_CREATION, *CONSUMER_GROUP, *STALLS, "KYCFLOW_WORKER_METRICS_PORT")
 PROJECT = {**DATABASE, **_kafka(*TOPIC_CREATION, *STALLS, "KYCFLOW_PROJECTOR_METRICS_PORT")}
 TAIL = _kafka()

@@ -36,6 +36,7 @@ from streams import masterkeys
 from streams.cli import environment
 from streams.cli import inspect as inspection
 from streams.cli.arguments import HelpFormatter, database, port, whole_number
+from streams.cli.erasure_commands import add_erasure_commands
 from streams.cli.failures import database_problem, describe, host_problem, quiet_broken_pipe
 from streams.cli.kafka_commands import add_kafka_commands, kafka_settings
 from streams.config import ConfigError, KycflowError, db_path, load_config
@@ -418,6 +419,7 @@ def parser() -> argparse.ArgumentParser:
     add_simulate(commands, functools.partial(_command, variables=environment.SIMULATE))
     add_kafka_commands(commands, _command)
     add_quarantine(commands, _command)
+    add_erasure_commands(commands, _command)
     return root
 
 

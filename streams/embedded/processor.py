@@ -18,6 +18,8 @@ from ingest import rawlog
 from ingest.sealing import MasterKeys
 from projections.schema import open_projections
 from projections.store import ProjectionStore
+from statemachines.reduced import CONTROL
+from streams.erasure.embedded import truncate
 
 log = logging.getLogger("kycflow.processor")
 
@@ -30,6 +32,8 @@ class ProcessorMetrics(Protocol):
     def projected(self, events: int, latencies: list[float]) -> None: ...
 
     def quarantined(self, provider: str) -> None: ...
+
+    def erased(self, subjects: int) -> None: ...
 
 
 def run_processor(
@@ -45,6 +49,8 @@ def run_processor(
     while not raw_path.exists() and not stop.is_set():  # the writer creates it
         time.sleep(idle)
     store = ProjectionStore(open_projections(db_path))
+    # Rows an erasure rewrites (a reference dropped) are zeroed on disk, not left in free space.
+    store.db.execute("PRAGMA secure_delete=ON")
     raw = rawlog.connect(raw_path, readonly=True, master=master)
     offset = store.checkpoint()
     log.info("processor resuming after raw offset %d", offset)
@@ -55,11 +61,16 @@ def run_processor(
             continue
         applied = store.process(envelopes)
         offset = envelopes[-1].offset
+        erasures = sum(env.provider == CONTROL for env in envelopes)
+        if erasures:  # no WAL frame may keep what the erasure removed
+            truncate(store.db.conn, attempts=4)
         if metrics is not None:
             now = time.time()
             metrics.projected(len(envelopes), [now - _epoch(e.received_at) for e in envelopes])
             for provider in applied.quarantined:
                 metrics.quarantined(provider)
+            if erasures:
+                metrics.erased(erasures)
 
 
 def _epoch(received_at: str) -> float:

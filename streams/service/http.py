@@ -26,6 +26,7 @@ from ingest.settings import record_limit
 from ingest.writer import WriterClient
 from projections.api import read_routes
 from streams.console import setup_console
+from streams.erasure.api import erase_routes
 from streams.service.metrics import SharedMetrics
 from streams.service.openapi import openapi_route
 from streams.service.protocol import runner as make_runner
@@ -73,6 +74,9 @@ async def run_http(
         read_routes(
             settings.db, api_token=settings.api_token, render_metrics=lambda: metrics.render(gauges)
         )
+    )
+    app.add_routes(
+        erase_routes(settings.db, api_token=settings.api_token, master=settings.master, kafka=kafka)
     )
     app.add_routes([openapi_route()])
     # The operator console (/ui/): raw bodies as `kycflow inspect` reads them in each mode.

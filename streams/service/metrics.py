@@ -33,6 +33,8 @@ class Layout:
         self.connections = self._take(1)  # a gauge: each worker adds its opens and closes
         self.header_timeouts = self._take(1)
         self.malformed = self._take(1)
+        self.erasures = self._take(1)  # erasure records the processor folded
+        self.retention_reduced = self._take(1)  # deliveries the retention policy reduced
 
     def _take(self, width: int) -> int:
         start, self.size = self.size, self.size + width
@@ -83,6 +85,12 @@ class Recorder:
 
     def malformed(self) -> None:
         self._add(LAYOUT.malformed)
+
+    def erased(self, subjects: int) -> None:
+        self._add(LAYOUT.erasures, subjects)
+
+    def retention_reduced(self, deliveries: int) -> None:
+        self._add(LAYOUT.retention_reduced, deliveries)
 
     def projected(self, events: int, latencies: Sequence[float]) -> None:
         self._add(LAYOUT.processed, events)
@@ -148,6 +156,14 @@ class SharedMetrics:
             "# HELP kycflow_events_projected_total Raw-log events applied to projections.",
             "# TYPE kycflow_events_projected_total counter",
             f"kycflow_events_projected_total {self.total(LAYOUT.processed):g}",
+            "# HELP kycflow_erasures_total Subject erasures folded into the projections "
+            "(CLI and API alike).",
+            "# TYPE kycflow_erasures_total counter",
+            f"kycflow_erasures_total {self.total(LAYOUT.erasures):g}",
+            "# HELP kycflow_retention_deliveries_reduced_total Raw deliveries the retention "
+            "policy reduced to their events.",
+            "# TYPE kycflow_retention_deliveries_reduced_total counter",
+            f"kycflow_retention_deliveries_reduced_total {self.total(LAYOUT.retention_reduced):g}",
         ]
         self._histogram(
             lines, "kycflow_ingest_seconds", "From request start to the durable 202.", LAYOUT.ingest

@@ -44,6 +44,8 @@ from projections.locking import DatabaseInUse, Role, claim, tidy
 from projections.schema import open_projections
 from streams.config import KycflowError
 from streams.embedded.processor import run_processor
+from streams.erasure import retention
+from streams.erasure.retention import Policy
 from streams.kafka.config import KafkaSettings, ensure_topics
 from streams.service import banner
 from streams.service.http import run_http
@@ -70,9 +72,13 @@ class ServeSettings:
     # `seal` False stores new rows in the clear (KYCFLOW_ENCRYPTION=off) yet reads sealed ones.
     master: MasterKeys | None = field(default=None, repr=False)
     seal: bool = True
+    # KYCFLOW_RETENTION / _INTERVAL (streams.erasure.retention): applied by the processor.
+    retention: Policy | None = None
+    retention_interval: float = 3600.0
 
     @classmethod
     def from_config(cls, config: dict[str, str]) -> ServeSettings:
+        policy, interval = retention.from_config(config)
         return cls(
             db=config.get("KYCFLOW_DB", "./kycflow.db"),
             host=config.get("KYCFLOW_HOST", "127.0.0.1"),
@@ -81,6 +87,8 @@ class ServeSettings:
             api_token=config.get("KYCFLOW_API_TOKEN") or None,
             ingest=IngestSettings.from_config(config),
             kafka=KafkaSettings.from_config(config),
+            retention=policy,
+            retention_interval=interval,
         )
 
     def refusal(self) -> str | None:
@@ -157,7 +165,7 @@ def _start(
             ctx.Process(
                 target=_processor_main,
                 name="processor",
-                args=(settings.db, raw_path, metrics, settings.master),
+                args=(settings, raw_path, metrics),
             )
         )
         children[1].start()
@@ -345,16 +353,26 @@ def _writer_main(socket_path: str, raw_path: Path, master: MasterKeys | None) ->
     _run(_until_terminated(run_writer(socket_path, raw_path, master=master)))
 
 
-def _processor_main(
-    db: str, raw_path: Path, metrics: SharedMetrics, master: MasterKeys | None
-) -> None:
+def _processor_main(settings: ServeSettings, raw_path: Path, metrics: SharedMetrics) -> None:
     _quiet_interrupts()
     stop = StopFlag()
     signal.signal(signal.SIGTERM, stop.set)
     # During a burst the cores go to ingest (providers wait on it); projections catch up
     # after. When the machine is idle, niceness costs nothing.
     os.nice(19)
-    run_processor(db, raw_path, stop, metrics.recorder(0), master=master)
+    recorder = metrics.recorder(0)
+    if settings.retention is not None:
+        # Retention is background work on the raw log and the projections, as the
+        # processor's is: a thread here, at its niceness, rather than one more process.
+        retention.start(
+            settings.retention,
+            settings.retention_interval,
+            db_path=settings.db,
+            master=settings.master,
+            stop=stop,
+            reduced=recorder.retention_reduced,
+        )
+    run_processor(settings.db, raw_path, stop, recorder, master=settings.master)
 
 
 def _http_main(
