@@ -3,7 +3,8 @@
 All come from the same environment (design.md §6); `KYCFLOW_KAFKA_BOOTSTRAP` switches
 Kafka mode on. Topics are created with kafka-python's admin client, with the configs
 their roles need: the raw topic is the source of truth (kept forever by default), the
-status topic is compacted (latest status per subject), the others are logs.
+status topic is compacted (latest status per subject), as are the data keys and reduced
+events of encryption at rest (`ingest.kafka_keys`); the others are logs.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ SETTINGS = {
     ),
 }
 
-SUFFIXES = ("raw", "status", "transitions", "annotations", "quarantine")
+SUFFIXES = ("raw", "status", "transitions", "annotations", "quarantine", "keys", "reduced")
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,10 @@ def topic_configs(settings: KafkaSettings) -> dict[str, dict[str, str]]:
         settings.topic("transitions"): logs,
         settings.topic("annotations"): logs,
         settings.topic("quarantine"): logs,
+        # Encryption at rest (ingest.kafka_keys): the data keys, latest per key id, and an
+        # erasure's tombstones; the events kept of deliveries whose keys are gone.
+        settings.topic("keys"): {"cleanup.policy": "compact"},
+        settings.topic("reduced"): {"cleanup.policy": "compact"},
     }
 
 

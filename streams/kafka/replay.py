@@ -4,6 +4,8 @@ kafka-python reads every partition of the raw topic from its start up to the hig
 watermark seen when it began; the same `ProjectionStore` the embedded processor uses folds
 it (one subject lives in one partition, so per-partition log order is the order that
 matters). Offsets are positions (`statemachines.routing`), as the workers record them.
+Sealed records are opened as the workers open them (`streams.kafka.keys`): a record whose
+data key an erasure destroyed folds as the event kept for it.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
 
+from ingest.sealing import MasterKeys
 from projections.schema import open_projections
 from projections.store import ProjectionStore
-from statemachines.envelope import RawEnvelope, envelope_from_record
+from statemachines.envelope import RawEnvelope
 from statemachines.routing import coordinate, position
 from streams.kafka.config import KafkaSettings
+from streams.kafka.keys import RecordOpener
 
 
 def replay_from_kafka(
@@ -28,6 +32,7 @@ def replay_from_kafka(
     *,
     batch: int = 5000,
     quiet_timeout: float = 10.0,
+    master: MasterKeys | None = None,
 ) -> int:
     target = Path(to)
     if target.exists():
@@ -42,6 +47,7 @@ def replay_from_kafka(
     partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
     consumer.assign(partitions)
     consumer.seek_to_beginning(*partitions)
+    opener = RecordOpener(settings, master)
     store = ProjectionStore(open_projections(str(target)), fresh=True)
     ends: dict[TopicPartition, int] = {}  # high watermark at the first fetch of each
     count, last_progress = 0, time.monotonic()
@@ -53,12 +59,14 @@ def replay_from_kafka(
             for tp in partitions:
                 if tp not in ends and (high := consumer.highwater(tp)) is not None:
                     ends[tp] = high
-            envelopes = [
-                envelope_from_record(m.value, position(tp.partition, m.offset))
-                for tp, messages in polled.items()
-                for m in messages
-                if m.offset < ends.get(tp, m.offset + 1)
-            ]
+            envelopes = opener.open(
+                [
+                    (position(tp.partition, m.offset), m.value)
+                    for tp, messages in polled.items()
+                    for m in messages
+                    if m.offset < ends.get(tp, m.offset + 1)
+                ]
+            )
             if envelopes:
                 store.process(envelopes)
                 count += len(envelopes)
@@ -69,17 +77,22 @@ def replay_from_kafka(
                 raise TimeoutError(f"no progress reading {topic} for {quiet_timeout:g} s")
     finally:
         consumer.close()
+        opener.close()
         store.db.close()
     return count
 
 
-def fetch_positions(settings: KafkaSettings, positions: list[int]) -> dict[int, RawEnvelope]:
-    """The raw envelopes at these positions of the raw topic (for `kycflow inspect`)."""
+def fetch_positions(
+    settings: KafkaSettings, positions: list[int], master: MasterKeys | None = None
+) -> dict[int, RawEnvelope]:
+    """The raw envelopes at these positions of the raw topic (for `kycflow inspect`), opened
+    with `master`: an erased delivery reads as reduced (empty body)."""
     topic = settings.topic("raw")
     consumer = KafkaConsumer(
         bootstrap_servers=settings.servers, client_id="kycflow-inspect", enable_auto_commit=False
     )
-    found: dict[int, RawEnvelope] = {}
+    found: list[tuple[int, bytes]] = []
+    opener = RecordOpener(settings, master)
     try:
         for pos in positions:
             partition, offset = coordinate(pos)
@@ -88,7 +101,8 @@ def fetch_positions(settings: KafkaSettings, positions: list[int]) -> dict[int, 
             consumer.seek(tp, offset)
             for message in consumer.poll(timeout_ms=5000, max_records=1).get(tp, []):
                 if message.offset == offset:
-                    found[pos] = envelope_from_record(message.value, pos)
+                    found.append((pos, message.value))
+        return {env.offset: env for env in opener.open(found)}
     finally:
         consumer.close()
-    return found
+        opener.close()

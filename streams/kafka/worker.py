@@ -20,10 +20,14 @@ The stored offset also catches a consumer that skips records (seen with Faust on
 backlog, docs/kafka-mode-notes.md): the missing range is fetched directly and folded.
 The cause of those skips is fixed in `transport`; `watchdog` re-seeks (or, failing that,
 restarts) a worker whose partitions stop progressing, and publishes lag and health.
+
+Raw records sealed at ingest are opened with the master key (`streams.kafka.keys`); one
+whose data key was destroyed by an erasure folds as the event kept for it, or nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import tempfile
 import time
@@ -35,6 +39,7 @@ import pydantic_core
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.serializers import codecs
 
+from ingest.sealing import MasterKeys
 from statemachines.codec import (
     ANNOTATIONS,
     QUARANTINE,
@@ -44,11 +49,12 @@ from statemachines.codec import (
     state_from_dict,
     state_to_dict,
 )
-from statemachines.envelope import envelope_from_record
+from statemachines.envelope import RawEnvelope
 from statemachines.fold import SubjectState
 from statemachines.process import step
-from statemachines.routing import position
+from statemachines.routing import coordinate, position
 from streams.kafka.config import KafkaSettings, ensure_topics
+from streams.kafka.keys import RecordOpener, check_master
 from streams.kafka.outputs import OutputProducer
 from streams.kafka.status import start_status
 from streams.kafka.transport import Transport
@@ -92,7 +98,7 @@ def app_settings(settings: KafkaSettings) -> dict[str, Any]:
     }
 
 
-def build_app(settings: KafkaSettings) -> tuple[faust.App, Any]:
+def build_app(settings: KafkaSettings, master: MasterKeys | None = None) -> tuple[faust.App, Any]:
     app = faust.App(settings.group, **app_settings(settings))
     app.transport = Transport(app.conf.broker_consumer, app)  # before anything uses one
     raw = app.topic(
@@ -112,7 +118,7 @@ def build_app(settings: KafkaSettings) -> tuple[faust.App, Any]:
     table.value_serializer = "kycflow_state"  # states and offsets, not generic JSON
     # Recovery hands changelog values over as decoded JSON: turn states back into states.
     table._to_value = _as_state
-    folder = Folder(app, settings, table)
+    folder = Folder(app, settings, table, master)
 
     async def quiet_client_logs() -> None:
         # The worker's logging setup leaves aiokafka at DEBUG: a log record built per
@@ -132,19 +138,24 @@ def build_app(settings: KafkaSettings) -> tuple[faust.App, Any]:
 class Folder:
     """Folds batches of raw records and publishes their effects (see the module doc)."""
 
-    def __init__(self, app: faust.App, settings: KafkaSettings, table: Any) -> None:
+    def __init__(
+        self, app: faust.App, settings: KafkaSettings, table: Any, master: MasterKeys | None
+    ) -> None:
         self.app, self.settings, self.table = app, settings, table
+        self.opener = RecordOpener(settings, master)
         self.topics = {s: settings.topic(s) for s in (STATUS, TRANSITIONS, ANNOTATIONS, QUARANTINE)}
         self.outputs = OutputProducer(settings.servers)
         self.folded = 0  # raw records folded by this process (a metric)
 
         async def stop_outputs(*_: Any, **__: Any) -> None:
             await self.outputs.stop()
+            self.opener.close()
 
         app.on_before_shutdown.connect(stop_outputs)
 
     async def process(self, events: Sequence[Any]) -> None:
         batch = _Batch(self.table, self.next_offset)
+        records: list[tuple[int, int, bytes]] = []  # (partition, offset, value) to fold
         for event in events:
             message = event.message
             partition, offset = message.partition, message.offset
@@ -155,20 +166,27 @@ class Folder:
                 for missed, value in await self._refetch(
                     message.topic, partition, expected, offset
                 ):
-                    self._fold(batch, partition, missed, value)
-            self._fold(batch, partition, offset, event.value)
+                    records.append((partition, missed, value))
+            records.append((partition, offset, event.value))
+            batch.offsets[partition] = offset + 1
+        await self._fold_all(batch, records)
         await self._publish(batch)
+
+    async def _fold_all(self, batch: _Batch, records: list[tuple[int, int, bytes]]) -> None:
+        positioned = [(position(p, offset), value) for p, offset, value in records]
+        if self.opener.stale(positioned):  # a key to read first: off the event loop
+            await asyncio.to_thread(self.opener.refresh, positioned)
+        for env in self.opener.open(positioned):
+            self._fold(batch, env)
 
     def next_offset(self, partition: int) -> int:
         """The partition's next raw offset to fold, as stored (0 before any)."""
         stored = self.table.data.get(POSITION + str(partition))
         return int(stored) if stored is not None else 0
 
-    def _fold(self, batch: _Batch, partition: int, offset: int, value: bytes) -> None:
+    def _fold(self, batch: _Batch, env: RawEnvelope) -> None:
         self.folded += 1
-        pos = position(partition, offset)
-        batch.offsets[partition] = offset + 1
-        env = envelope_from_record(value, pos)
+        partition = coordinate(env.offset)[0]
         result = step(env, batch.states)
         for suffix, key, record in output_records(*result):
             if suffix == STATUS:  # the state changed: store it too
@@ -276,10 +294,17 @@ class _Batch:
         return self.offsets[partition] if partition in self.offsets else self.stored(partition)
 
 
-def run_worker(settings: KafkaSettings, loglevel: str = "info") -> int:
-    """Fold until stopped; `EXIT_STALLED` when the watchdog gave up on a stall."""
+def run_worker(
+    settings: KafkaSettings, loglevel: str = "info", master: MasterKeys | None = None
+) -> int:
+    """Fold until stopped; `EXIT_STALLED` when the watchdog gave up on a stall.
+
+    MasterKeyError (one line, before anything starts) when the raw log is sealed under a
+    master key that `master` does not hold."""
     ensure_topics(settings)
-    app, folder = build_app(settings)
+    check_master(settings, master)
+    # (A log in the clear builds as before: tests wrap `build_app(settings)` to inject faults.)
+    app, folder = build_app(settings, master) if master is not None else build_app(settings)
     status = start_status(settings.metrics_host, settings.worker_metrics_port, "worker")
     watchdog = Watchdog(app, folder, settings, status)
     app.task(watchdog.run)

@@ -1,0 +1,139 @@
+"""Reading sealed raw records in Kafka mode: the keys and reduced topics, and the master key.
+
+Readers (the Faust worker, `replay --from-kafka`, `inspect`, the console, erasure) open raw
+records with a `RecordOpener`: it reads `PREFIX.keys` to its end before the first record
+and again whenever a record names a key id it does not hold; a key still missing then was
+destroyed (`ingest.kafka_keys` says why that is sound), and the record reads as reduced,
+with the event `PREFIX.reduced` kept for its position, read to its end in the same way.
+
+Both topics are read whole and kept in memory: about 150 bytes per data key, and one
+reduced event (a few hundred bytes) per delivery erased or past retention.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+from kafka import KafkaConsumer, TopicPartition
+
+from ingest import sealing
+from ingest.kafka_keys import Keyring, open_record, sealed_key
+from ingest.sealing import MasterKeys
+from statemachines.envelope import RawEnvelope
+from streams.kafka.config import KafkaSettings
+
+
+def master_from_env(config: Mapping[str, str], db_path: str | None = None) -> MasterKeys | None:
+    """The master keys a Kafka-mode process was given: KYCFLOW_MASTER_KEY, else the file
+    KYCFLOW_MASTER_KEY_FILE names, else `serve`'s first-run file beside the database (when
+    it exists on this host); None when there is none."""
+    named = any(
+        (config.get(k) or "").strip() for k in (sealing.MASTER_KEY, sealing.MASTER_KEY_FILE)
+    )
+    if named or (db_path is not None and sealing.master_key_path(db_path).exists()):
+        return sealing.load_master_keys(config, db_path or ".")
+    return None
+
+
+class TopicView:
+    """Every partition of a compacted topic, read from its start, caught up on demand."""
+
+    def __init__(
+        self, settings: KafkaSettings, topic: str, apply: Callable[[bytes, bytes | None], None]
+    ) -> None:
+        self.apply = apply
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=settings.servers,
+            client_id="kycflow-keys",
+            enable_auto_commit=False,
+            fetch_max_wait_ms=20,
+        )
+        found = self.consumer.partitions_for_topic(topic) or ()
+        self.partitions = [TopicPartition(topic, p) for p in sorted(found)]
+        self.consumer.assign(self.partitions)
+        if self.partitions:
+            self.consumer.seek_to_beginning(*self.partitions)
+
+    def catch_up(self, timeout: float = 30.0) -> None:
+        """Apply every record up to the topic's end as of now."""
+        if not self.partitions:
+            return
+        ends = self.consumer.end_offsets(self.partitions)
+        deadline = time.monotonic() + timeout
+        while any(self.consumer.position(tp) < end for tp, end in ends.items()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {self.partitions[0].topic} to its end")
+            for messages in self.consumer.poll(timeout_ms=100).values():
+                for message in messages:
+                    self.apply(message.key, message.value)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+class RecordOpener:
+    """Opens raw records as the fold reads them (see the module docstring)."""
+
+    def __init__(self, settings: KafkaSettings, master: MasterKeys | None) -> None:
+        self.settings = settings
+        self.keyring = Keyring(master)
+        self.reduced: dict[int, str] = {}
+        self.destroyed: set[str] = set()  # key ids found missing after a read to the end
+        self._keys: TopicView | None = None
+        self._reduced: TopicView | None = None
+
+    def stale(self, records: Sequence[tuple[int, bytes]]) -> bool:
+        """Whether opening these needs a read of the keys (or reduced) topic first."""
+        if self._keys is None:
+            return True
+        return bool(self._unknown(records) - self.destroyed)
+
+    def _unknown(self, records: Sequence[tuple[int, bytes]]) -> set[str]:
+        ids = {sealed_key(value) for _, value in records}
+        return {key_id for key_id in ids if key_id is not None and key_id not in self.keyring}
+
+    def refresh(self, records: Sequence[tuple[int, bytes]] = ()) -> None:
+        """Read the keys topic to its end; and the reduced topic, if a key is gone."""
+        if self._keys is None:
+            self._keys = TopicView(self.settings, self.settings.topic("keys"), self.keyring.apply)
+        self._keys.catch_up()
+        # Read after these records were: a key still unknown was destroyed (ingest.kafka_keys).
+        destroyed = self._unknown(records)
+        self.destroyed |= destroyed
+        if destroyed or self._reduced is not None:
+            if self._reduced is None:
+                self._reduced = TopicView(
+                    self.settings, self.settings.topic("reduced"), self._apply_reduced
+                )
+            self._reduced.catch_up()
+
+    def _apply_reduced(self, key: bytes, value: bytes | None) -> None:
+        if value is not None:
+            self.reduced[int(key)] = str(json.loads(value)["event"])
+
+    def open(self, records: Sequence[tuple[int, bytes]]) -> list[RawEnvelope]:
+        """(position, raw value) pairs as envelopes, reading the topics first if needed."""
+        if self.stale(records):
+            self.refresh(records)
+        return [open_record(value, pos, self.keyring, self.reduced) for pos, value in records]
+
+    def check_master(self) -> None:
+        """MasterKeyError (one line) unless the configured master keys open the log's keys."""
+        self.refresh()
+        self.keyring.check()
+
+    def close(self) -> None:
+        for view in (self._keys, self._reduced):
+            if view is not None:
+                view.close()
+
+
+def check_master(settings: KafkaSettings, master: MasterKeys | None) -> None:
+    """For a Kafka-mode process at start-up: refuse, in one line, a missing or wrong key."""
+    opener = RecordOpener(settings, master)
+    try:
+        opener.check_master()
+    finally:
+        opener.close()
