@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sqlite3
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +17,7 @@ from projections.schema import open_projections
 from projections.store import ProjectionStore
 from statemachines import Step
 from statemachines.events import unrecognised
-from tests.e2e.service import CREDENTIALS, Service
+from tests.e2e.service import CREDENTIALS, KYCFLOW, Service
 from tests.payloads import Webhook, deliver, idenfy_identification
 
 TOKEN = "console-test-token"
@@ -96,6 +100,64 @@ def fixed(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Service]:
     token = {"KYCFLOW_API_TOKEN": request.param} if request.param else {}
     running = Service(db, {**CREDENTIALS, **token}).start()
     try:
+        yield running
+    finally:
+        running.stop()
+
+
+SIMULATED = 70  # verifications: every provider and kind, several of each
+
+
+def simulate(service: Service, *flags: str) -> None:
+    """`kycflow simulate` against the service, as an operator trying kycflow would run it."""
+    env = {**os.environ, **service.env, "KYCFLOW_DB": str(service.db)}
+    done = subprocess.run(
+        [KYCFLOW, "simulate", "--url", service.url, *flags],
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+def wait_applied(service: Service, token: str | None = TOKEN) -> None:
+    """Until the processor has applied everything in the raw log (bounded)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        text = service.request("GET", "/metrics", headers=headers)[2].decode()
+        gauges = dict(
+            line.split(" ", 1) for line in text.splitlines() if line.startswith("kycflow_")
+        )
+        if float(gauges.get("kycflow_processor_lag_events", "-1")) == 0:
+            return
+        time.sleep(0.1)
+    raise TimeoutError("the processor did not catch up")
+
+
+def most_eventful(db: Path) -> str:
+    """The simulated subject with the longest story: an annotated delivery (a late or
+    duplicate event that changed nothing), then the most transitions."""
+    uri = f"{db.absolute().as_uri()}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+        row = conn.execute(
+            "SELECT subject FROM subject_events GROUP BY subject "
+            "ORDER BY MAX(effect != 'transition') DESC, SUM(effect = 'transition') DESC, "
+            "subject LIMIT 1"
+        ).fetchone()
+    return str(row[0])
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """A service fed only by `kycflow simulate`: the traffic the docs' screenshots show."""
+    db = Path(tmp_path_factory.mktemp("console-simulated")) / "kycflow.db"
+    running = Service(db, {**CREDENTIALS, "KYCFLOW_API_TOKEN": TOKEN}).start()
+    try:
+        simulate(
+            running, "--verifications", str(SIMULATED), "--seed", "11", "--reorder", "--duplicates"
+        )
+        wait_applied(running)
         yield running
     finally:
         running.stop()

@@ -16,7 +16,7 @@ from urllib.parse import quote
 import pytest
 
 from projections import listing
-from tests.console.conftest import TOKEN, XSS_ID, wait_for
+from tests.console.conftest import TOKEN, XSS_ID, most_eventful, wait_for
 from tests.e2e.service import Service
 from tests.payloads import idenfy_identification, ondato_kyb
 
@@ -43,6 +43,7 @@ FLAGS = (
     "--window-size=1280,900",
 )
 WAIT = 10.0
+SHOT_HEIGHT = 1600
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,13 @@ def shoot(browser: WebDriver, name: str) -> None:
     target = os.environ.get("CONSOLE_SCREENSHOTS")
     if target:
         Path(target).mkdir(parents=True, exist_ok=True)
-        browser.save_screenshot(str(Path(target) / f"{name}.png"))
+        # The whole page, up to SHOT_HEIGHT: a timeline's annotations are below the fold.
+        height = browser.execute_script("return document.documentElement.scrollHeight")
+        browser.set_window_size(1280, min(int(height) + 150, SHOT_HEIGHT))
+        try:
+            browser.save_screenshot(str(Path(target) / f"{name}.png"))
+        finally:
+            browser.set_window_size(1280, 900)
 
 
 def log_in(browser: WebDriver, service: Service) -> None:
@@ -89,7 +96,6 @@ def test_log_in_search_and_open_a_timeline(browser: WebDriver, secured: Service)
     wait(browser).until(ready.presence_of_element_located((By.ID, "token")))
     assert "/ui/login?next=" in browser.current_url
     log_in(browser, secured)
-    shoot(browser, "overview")
     browser.get(secured.url + "/ui/verifications")
     browser.find_element(By.ID, "q").send_keys("scan-1")
     browser.find_element(By.CSS_SELECTOR, "form.search button").click()
@@ -105,6 +111,22 @@ def test_log_in_search_and_open_a_timeline(browser: WebDriver, secured: Service)
     assert "approved" in transitions.text
     steps = browser.find_element(By.ID, "steps").text
     assert "unknown iDenfy event type" in steps  # the annotation of a delivery that did nothing
+
+
+def test_screenshots_of_simulated_traffic(browser: WebDriver, simulated: Service) -> None:
+    """The docs' screenshots: traffic from `kycflow simulate` (70 verifications, reordered,
+    some re-sent), never test data."""
+    log_in(browser, simulated)
+    recent = browser.find_element(By.ID, "recent").text
+    assert "idenfy/" in recent or "ondato/" in recent or "idwise/" in recent
+    assert browser.find_element(By.ID, "lag").text == "0"
+    shoot(browser, "overview")
+    provider, kind, id = most_eventful(simulated.db).split("/", 2)
+    browser.get(f"{simulated.url}/ui/verifications/{provider}/{kind}/{id}")
+    transitions = wait(browser).until(ready.presence_of_element_located((By.ID, "transitions")))
+    assert transitions.text.count("\n") >= 2  # a story worth showing
+    steps = browser.find_element(By.ID, "steps").text
+    assert "late" in steps or "duplicate" in steps  # and why some deliveries changed nothing
     shoot(browser, "timeline")
 
 
@@ -116,9 +138,8 @@ def test_a_status_change_arrives_live(browser: WebDriver, secured: Service) -> N
         ready.text_to_be_present_in_element((By.ID, "recent"), "idenfy/kyc/scan-live")
     )
     assert row
-    assert "live-new" in browser.find_element(By.CSS_SELECTOR, "#recent tbody tr").get_attribute(
-        "class"
-    )
+    newest = browser.find_element(By.CSS_SELECTOR, "#recent tbody tr")
+    assert "live-new" in (newest.get_attribute("class") or "")
 
 
 def test_reveal_a_masked_field(browser: WebDriver, secured: Service) -> None:
