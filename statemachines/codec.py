@@ -12,6 +12,7 @@ from typing import Any
 from statemachines.envelope import RawEnvelope
 from statemachines.events import Normalised, Subject, Unrecognised
 from statemachines.fold import DUPLICATE, Annotation, Effect, Outcome, SubjectState, Transition
+from statemachines.reduced import ERASED
 
 
 def state_to_dict(state: SubjectState) -> dict[str, Any]:
@@ -46,6 +47,8 @@ def state_from_dict(data: dict[str, Any]) -> SubjectState:
         seen=base64.b64decode(data.get("seen", "")),
         reference=data.get("reference"),
         references=tuple(data.get("references", ())),
+        erased_at=data.get("erased_at"),
+        erased_before=data.get("erased_before"),
     )
 
 
@@ -60,6 +63,10 @@ def effect_to_dict(effect: Effect) -> dict[str, Any]:
     data["type"] = "transition" if isinstance(effect, Transition) else "annotation"
     if isinstance(effect, Transition):
         data["reasons"] = list(effect.reasons)
+    elif effect.dropped:
+        data["dropped"] = list(effect.dropped)
+    else:  # only erasures drop anything: the other annotations go without the field
+        del data["dropped"]
     return data
 
 
@@ -70,10 +77,11 @@ def effect_from_dict(data: dict[str, Any]) -> Effect:
     if data["type"] == "transition":
         fields["reasons"] = tuple(fields["reasons"])
         return Transition(**fields)
-    return Annotation(**fields)
+    return Annotation(**fields, dropped=tuple(int(n) for n in data.get("dropped", ())))
 
 
-_EFFECT_FIELDS = {"transition": Transition._fields, "annotation": Annotation._fields}
+# The fields every record has; an annotation's `dropped` (its last) is there only when set.
+_EFFECT_FIELDS = {"transition": Transition._fields, "annotation": Annotation._fields[:-1]}
 
 
 def status_record(state: SubjectState) -> dict[str, Any]:
@@ -86,6 +94,9 @@ def status_record(state: SubjectState) -> dict[str, Any]:
         "winner": list(state.winner) if state.winner else None,
         "attempt_keys": list(state.attempt_keys),
         "seen": base64.b64encode(state.seen).decode("ascii"),
+        # Set once the subject was erased with scope "all": a projector deletes the
+        # subject's rows from before this log position (see projections.topics).
+        "erased_before": state.erased_before,
     }
     return record
 
@@ -106,6 +117,7 @@ def state_from_status_record(record: dict[str, Any]) -> SubjectState:
             "winner": fold["winner"],
             "attempt_keys": fold["attempt_keys"],
             "seen": fold["seen"],
+            "erased_before": fold.get("erased_before"),
         }
     )
 
@@ -135,8 +147,11 @@ def output_records(
     """What a worker publishes for one step: (topic suffix, key, JSON-safe record).
 
     A changed state goes to `status`; the effect to `transitions` or `annotations`; an
-    envelope the core could not read to `quarantine`, keyed by its dedup key.
+    envelope the core could not read to `quarantine`, keyed by its dedup key — but not
+    one whose data was erased (`ERASED`): nothing is left of it, as in a replay.
     """
+    if isinstance(event, Unrecognised) and event.reason == ERASED:
+        return []
     if outcome is None:
         unread = event if isinstance(event, Unrecognised) else None
         return [(QUARANTINE, env.dedup_key, quarantine_record(env, unread))]

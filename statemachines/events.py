@@ -73,6 +73,12 @@ class CanonicalEvent(NamedTuple):
     # IDWise referenceNo): `reference` is the primary one, `references` every one it carries.
     reference: str | None = None
     references: tuple[str, ...] = ()
+    # An erasure record (provider `kycflow`, `statemachines.reduced`): the scope erased
+    # ("personal" or "all"), whether the reference stays, and the log positions of the
+    # quarantined deliveries reduced to nothing with it. None/False/() for every other event.
+    erase: str | None = None
+    keep_reference: bool = False
+    dropped: tuple[int, ...] = ()
 
 
 class Unrecognised(NamedTuple):

@@ -48,6 +48,11 @@ class SubjectState(NamedTuple):
     # primary reference any event carried, and the smallest MAX_REFERENCES of all of them.
     reference: str | None = None
     references: tuple[str, ...] = ()
+    # Erasure (statemachines.reduced): the receive time of the latest erasure record folded
+    # in, and the log position of the latest one of scope "all" — the subject's projection
+    # rows from before it are gone (a projector that lags behind deletes them then).
+    erased_at: str | None = None
+    erased_before: int | None = None
 
     def public(self) -> dict[str, Any]:
         """The projection as plain JSON-safe data (API, status topic, verifications row)."""
@@ -69,6 +74,7 @@ class SubjectState(NamedTuple):
             "cause_offset": self.cause_offset,
             "parent_kind": self.parent.kind if self.parent else None,
             "parent_id": self.parent.id if self.parent else None,
+            "erased_at": self.erased_at,
         }
 
 
@@ -99,6 +105,7 @@ UNCHANGED = "unchanged"  # won precedence but asserts what is already recorded
 HISTORY = "history"  # carries no status (data update, step, AML review …)
 UNKNOWN = "unknown"  # an event type we do not know yet; kept for replay after a fix
 ILLEGAL = "illegal"  # the lifecycle table has no such step (a bug; never for valid data)
+ERASURE = "erased"  # an erasure record: the subject's personal data (or everything) dropped
 
 
 class Annotation(NamedTuple):
@@ -110,6 +117,7 @@ class Annotation(NamedTuple):
     dedup_key: str
     offset: int
     received_at: str
+    dropped: tuple[int, ...] = ()  # an erasure's: quarantine rows (log positions) to delete
 
 
 Effect = Transition | Annotation
@@ -135,6 +143,8 @@ def fold(state: SubjectState | None, event: CanonicalEvent) -> Outcome:
     digest = hashlib.blake2b(key, digest_size=8).digest()
     if _seen(state.seen, digest):
         return Outcome(state, _note(state, event, DUPLICATE, "this delivery was already applied"))
+    if event.erase is not None:
+        return _erase(state, event, digest)
     if event.status is None:
         kind = HISTORY if event.recognised else UNKNOWN
         after = _next(state, event, digest, state.attempt_keys, state.attempt, None)
@@ -223,7 +233,36 @@ def _next(
         attempt_keys,
         state.seen + digest,
         *_references(state, event),
+        state.erased_at,
+        state.erased_before,
     )
+
+
+def _erase(state: SubjectState, event: CanonicalEvent, digest: bytes) -> Outcome:
+    """An erasure record. Scope "all": the subject starts afresh, as a replay finds it (its
+    deliveries are then reduced to nothing, so only this record is left to fold). Scope
+    "personal": the decision trail stays; the references go unless kept. Not a set
+    function of the log like the rest: it applies to what was folded before it, in log
+    order, which replay keeps."""
+    if event.erase == "all":
+        after = SubjectState(
+            state.subject,
+            version=1,
+            updated_at=event.received_at,  # never NULL in a row: listings page by it
+            seen=digest,
+            erased_at=event.received_at,
+            erased_before=event.offset,
+        )
+        reason = f"everything erased, decision trail included ({event.note or 'erased'})"
+    else:
+        after = _next(state, event, digest, state.attempt_keys, state.attempt, None)
+        after = after._replace(erased_at=event.received_at)
+        if not event.keep_reference:
+            after = after._replace(reference=None, references=())
+        kept = ", reference kept" if event.keep_reference else ""
+        reason = f"personal data erased{kept} ({event.note or 'erased'})"
+    note = _note(after, event, ERASURE, reason)._replace(dropped=event.dropped)
+    return Outcome(after, note)
 
 
 def _references(state: SubjectState, event: CanonicalEvent) -> tuple[str | None, tuple[str, ...]]:

@@ -7,12 +7,13 @@ from collections.abc import Callable
 from statemachines.envelope import UNREADABLE, RawEnvelope
 from statemachines.events import CanonicalEvent, Normalised, unrecognised
 from statemachines.providers import idenfy, idwise, ondato
-from statemachines.reduced import event_to_json, read_reduced
+from statemachines.reduced import CONTROL, event_to_json, read_erasure, read_reduced
 
 NORMALISERS: dict[str, Callable[[RawEnvelope], Normalised]] = {
     "idenfy": idenfy.normalise,
     "ondato": ondato.normalise,
     "idwise": idwise.normalise,
+    CONTROL: read_erasure,  # records kycflow writes itself: erasures
 }
 
 

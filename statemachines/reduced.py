@@ -19,6 +19,7 @@ from typing import Any
 
 from statemachines.envelope import RawEnvelope
 from statemachines.events import CanonicalEvent, Normalised, Order, Subject, unrecognised
+from statemachines.payload import parse_object
 
 CONTROL = "kycflow"  # the provider of records kycflow writes itself
 ERASE = "kycflow.erase"  # event type of an erasure record
@@ -51,6 +52,7 @@ def event_from_json(text: str, env: RawEnvelope) -> CanonicalEvent:
             "parent": Subject(*data["parent"]) if data["parent"] else None,
             "reasons": tuple(data["reasons"]),
             "references": tuple(data["references"]),
+            "dropped": tuple(data.get("dropped", ())),  # absent from events reduced before it
             "offset": env.offset,
         }
     )
@@ -93,4 +95,33 @@ def erase_record(
         dedup_key=f"{CONTROL}:erase:{subject}@{received_at}",
         body_sha256="",
         auth_method=by,
+    )
+
+
+def read_erasure(env: RawEnvelope) -> Normalised:
+    """Inverse of `erase_record`: the event the fold applies to the erased subject, a
+    history-only one (no status) that carries the scope. Anything else under provider
+    `kycflow` is quarantined: ingest never accepts that provider, so only kycflow writes it.
+    """
+    doc = parse_object(env.body)
+    if not isinstance(doc, dict):
+        return unrecognised(env, "unreadable kycflow record")
+    subject, scope, by = doc.get("subject"), doc.get("scope"), doc.get("by")
+    dropped = doc.get("dropped", [])
+    if not (isinstance(subject, str) and subject.count("/") >= 2 and scope in SCOPES):
+        return unrecognised(env, "malformed erasure record", ERASE)
+    if not (isinstance(dropped, list) and all(type(n) is int for n in dropped)):
+        return unrecognised(env, "malformed erasure record: dropped", ERASE)
+    return CanonicalEvent(
+        subject=Subject(*subject.split("/", 2)),
+        event_type=ERASE,
+        status=None,
+        order=Order(klass=0),
+        dedup_key=env.dedup_key,
+        offset=env.offset,
+        received_at=env.received_at,
+        note=f"erased by {by}" if isinstance(by, str) and by else "erased",
+        erase=str(scope),
+        keep_reference=doc.get("keep_reference") is True,
+        dropped=tuple(dropped),
     )
