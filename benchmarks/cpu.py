@@ -8,6 +8,7 @@ child's own descendants count towards its role.
 from __future__ import annotations
 
 import os
+import resource
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -99,3 +100,17 @@ def per_webhook(before: Ticks, after: Mapping[str, int], acknowledged: int) -> d
 
 
 RoleFinder = Callable[[int], Roles]
+
+
+def machine_busy() -> int:
+    """Ticks all cores spent running anything (not idle or waiting on I/O), from /proc/stat."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (
+        Path("/proc/stat").read_text().split(maxsplit=9)[1:9]
+    )
+    return sum(int(n) for n in (user, nice, system, irq, softirq, steal))
+
+
+def children_ticks() -> float:
+    """CPU of this process's reaped children (wrk runs), in ticks."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (used.ru_utime + used.ru_stime) * 1_000_000 / TICK

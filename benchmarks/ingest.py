@@ -58,6 +58,7 @@ class Contender:
     loads: list[Load] = field(default_factory=list)
     cpu: list[dict[str, float]] = field(default_factory=list)  # µs per webhook by role
     catch_up: list[float] = field(default_factory=list)  # s after the measured run
+    others: list[float] = field(default_factory=list)  # cores busy with other processes
     db: Path | None = None  # the last round's database
 
 
@@ -117,15 +118,21 @@ def _measure(contender: Contender, db: Path, port: int) -> None:
         roles = contender.roles(server.pid)
         wrk(server.url, WARMUP)
         _caught_up(contender, server)
-        before = cpu.snapshot(roles)
+        before, busy, wrk_before = cpu.snapshot(roles), cpu.machine_busy(), cpu.children_ticks()
+        started = time.monotonic()
         load = wrk(server.url, DURATION)
+        elapsed = time.monotonic() - started
         after = cpu.snapshot(roles)
+        # Everything else the machine ran meanwhile (other people's work): the noise gauge.
+        ours = sum(after.values()) - sum(before.values()) + cpu.children_ticks() - wrk_before
+        others = (cpu.machine_busy() - busy - ours) * cpu.TICK / 1_000_000 / elapsed
         if "processor" in roles:  # its work for this load includes the catch-up
             started = time.monotonic()
             _caught_up(contender, server)
             contender.catch_up.append(time.monotonic() - started)
             after["processor"] = cpu.snapshot({"processor": roles["processor"]})["processor"]
     contender.loads.append(load)
+    contender.others.append(max(others, 0.0))
     contender.cpu.append(cpu.per_webhook(before, after, load.acknowledged))
     contender.db = db
 
@@ -166,9 +173,11 @@ def rounds_table(everyone: list[Contender]) -> str:
                     f"{load.errors}",
                     f"{load.rate / bare.loads[number].rate:.2f}",
                     f"{load.rate / naive.loads[number].rate:.2f}",
+                    f"{contender.others[number]:.2f}",
                 ]
             )
-    head = ["round  server", "webhooks/s", "p50 ms", "p99 ms", "errors", "x bare", "x naive"]
+    head = ["round  server", "webhooks/s", "p50 ms", "p99 ms", "errors", "x bare", "x naive",
+            "others' CPU"]  # fmt: skip
     return table(head, rows)
 
 
@@ -219,6 +228,8 @@ def report(everyone: list[Contender]) -> str:
     note = (
         f"{len(everyone[0].loads)} alternating rounds, wrk -t1 -c64, {DURATION} s each after a "
         f"{WARMUP} s warm-up; ratios are within a round.\n"
-        "* processor: from the measured run's start until it has caught up with it."
+        "* processor: from the measured run's start until it has caught up with it.\n"
+        "others' CPU: cores busy with processes other than the server and wrk during the "
+        f"measured run ({os.cpu_count()} cores here); a round where it is high is noise."
     )
     return "\n\n".join([rounds_table(everyone), summary_table(everyone), cpu_table(everyone), note])
