@@ -97,7 +97,10 @@ SERVE = {
     **PERSONAL_DATA,
     **ENCRYPTION,
     **RETENTION,
-    **_kafka(*TOPIC_CREATION, *PRODUCER),
+    # The console reads the projector's lag from its status port (Kafka mode).
+    **_kafka(
+        *TOPIC_CREATION, *PRODUCER, "KYCFLOW_PROJECTOR_METRICS_PORT", "KYCFLOW_KAFKA_METRICS_HOST"
+    ),
 }
 REPLAY = {**DATABASE, **PERSONAL_DATA, **_kafka()}
 INSPECT = {**DATABASE, **PERSONAL_DATA, **_kafka()}

@@ -66,6 +66,7 @@ def _fail(message: str, code: int = 1) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from streams.console.settings import ConsoleSettings
     from streams.credentials import ensure_credentials
     from streams.service.supervisor import ServeSettings, serve
 
@@ -76,7 +77,8 @@ def _serve(args: argparse.Namespace) -> int:
         return _fail(problem, 2)
     try:  # refuse a bad configuration before writing anything
         settings = ServeSettings.from_config(load_config(env, database))
-    except ValueError as exc:
+        ConsoleSettings.from_config(load_config(env, database))  # each worker reads it again
+    except (ValueError, ConfigError) as exc:
         console.print(f"[red]configuration error:[/] {exc}")
         return 2
     if (problem := host_problem(settings.host, settings.port)) is not None:
