@@ -42,6 +42,7 @@ from streams.erasure import Erased, Request, UnknownSubject
 
 log = logging.getLogger("kycflow.erasure")
 BUSY_MS = 10_000  # the writer holds the lock for one group commit at a time: milliseconds
+CHECKPOINT = """SELECT "offset" FROM checkpoint WHERE name = 'processor'"""  # projections.store
 SETTLE = 30.0  # seconds to wait for a running service's processor to fold the erasure
 AUDIT = """
 CREATE TABLE IF NOT EXISTS audit (
@@ -134,7 +135,7 @@ def facts_from(db: sqlite3.Connection | None, subject: str) -> Facts:
         if row is not None:
             found.projected = True
             quoted += [row[0], *json.loads(row[1])]
-        point = db.execute('SELECT "offset" FROM checkpoint').fetchone()
+        point = db.execute(CHECKPOINT).fetchone()
         found.checkpoint = int(point[0]) if point else 0
         found.offsets = [
             int(r[0])
@@ -361,7 +362,7 @@ def settle(db_path: str, offset: int, timeout: float = SETTLE) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with projections(db_path) as db:
-            row = db.execute('SELECT "offset" FROM checkpoint').fetchone() if db else None
+            row = db.execute(CHECKPOINT).fetchone() if db else None
         if row is not None and int(row[0]) >= offset:
             return truncate_wal(db_path)
         time.sleep(0.05)
