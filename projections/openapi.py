@@ -90,15 +90,19 @@ SCHEMAS: dict[str, Schema] = {
         "provider:provider kind:str id:str reference:str? references:tags status:str? "
         "final:bool decided_by:decider attempt:int provider_status:str? reasons:tags "
         "version:int updated_at:str? cause_event:str? cause_offset:int? parent_kind:str? "
-        "parent_id:str?",
+        "parent_id:str? erased_at:str?",
         id="The provider's id of the subject (an iDenfy scanRef, an Ondato IDV id …).",
         reference=REFERENCE,
         references="Every integrator id the provider sent for the subject (the primary one "
         f"and others, such as an iDenfy externalRef), sorted; at most {MAX_REFERENCES}.",
         final="No further decision expected.",
-        version="Grows with every distinct event of the subject.",
+        version="Grows with every distinct event of the subject (from 1 again after an "
+        "erasure of everything).",
         updated_at="Logged receive time of the event that last changed the subject.",
         cause_offset="Raw-log offset of that event.",
+        erased_at="When the subject's personal data was last erased (the erasure's log time); "
+        "null if never. The decision trail stays unless everything was erased; then only "
+        "this bare record (status null, version 1) is left, until a new event arrives.",
     ),
     "Transition": _record(
         "seq:int version:int from_status:str? to_status:str trigger:str attempt:int final:bool "
@@ -110,7 +114,7 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "SubjectEvent": _record(
         "offset:int event_type:str effect:str reason:str? version:int received_at:str",
-        effect="transition, duplicate, late, superseded, unchanged, history or unknown.",
+        effect="transition, duplicate, late, superseded, unchanged, history, unknown or erased.",
     ),
     "History": _object(
         ["verification", "transitions", "events"],

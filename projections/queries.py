@@ -23,7 +23,7 @@ FEED_LIMIT = 500  # rows per feed read at most
 VERIFICATION_FIELDS = (
     "provider", "kind", "id", "reference", "references", "status", "final", "decided_by",
     "attempt", "provider_status", "reasons", "version", "updated_at", "cause_event",
-    "cause_offset", "parent_kind", "parent_id",
+    "cause_offset", "parent_kind", "parent_id", "erased_at",
 )  # fmt: skip
 JSON_FIELDS = ("reasons", "references")  # lists, stored as JSON text
 # The primary reference is in `verifications`, the others in `verification_references`;

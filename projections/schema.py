@@ -75,6 +75,9 @@ def open_projections(path: str) -> Database:
     """The projections database, migrated; WAL so the API reads while the processor writes."""
     db = Database(path)
     db.execute("PRAGMA busy_timeout=5000")
+    # Erasure (docs/personal-data.md): deleted rows and overwritten values are zeroed in
+    # the file, not merely unlinked, so an erased reference cannot be read from free pages.
+    db.execute("PRAGMA secure_delete=ON")
     db.execute("PRAGMA synchronous=NORMAL")  # the raw log is the durable copy; this is derived
     # Subject keys are random (UUIDs): with SQLite's default 2 MB page cache, upserts into
     # large tables thrash it. 64 MB keeps the hot B-tree pages resident.
@@ -160,3 +163,16 @@ _ADD_OTHERS = """
         SELECT 1 FROM verification_references WHERE reference = one.value
         AND subject = new.subject
     );"""
+
+
+@migrations()
+def verifications_erased(db: Database) -> None:
+    # Issue 12: when the subject was last erased (null: never), and the fold's log position
+    # of its latest erasure of everything (scope "all"), which Kafka mode's projector needs
+    # to drop the rows from before it whatever order the topics arrive in.
+    db.execute("ALTER TABLE verifications ADD COLUMN erased_at TEXT")
+    db.execute("ALTER TABLE verifications ADD COLUMN fold_erased_before INTEGER")
+    # Kafka mode's projector only: quarantine positions erasures dropped, so that a
+    # quarantine record arriving after the erasure (another topic) stays out. Positions
+    # only: nothing personal.
+    db.execute('CREATE TABLE dropped_quarantine ("offset" INTEGER PRIMARY KEY)')

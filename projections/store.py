@@ -3,6 +3,11 @@
 A batch of steps and the checkpoint (the last raw offset applied) are written in one
 transaction: after a crash anywhere, either both are there or neither, and the processor
 resumes after the checkpoint — no effect lost, none doubled.
+
+Erasure (docs/personal-data.md) is applied here too, so the live processor and replay do
+the same: a delivery reduced to nothing leaves no quarantine row; an erasure record drops
+the quarantine rows it names and, with scope "all", the subject's transitions and events
+from before it; the WAL is then truncated so no old page keeps what was erased.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ from sqlite_utils import Database
 from statemachines.codec import QUARANTINE_FIELDS, quarantine_record
 from statemachines.envelope import RawEnvelope
 from statemachines.events import Normalised, Subject, Unrecognised
-from statemachines.fold import Annotation, SubjectState, Transition
+from statemachines.fold import ERASURE, Annotation, SubjectState, Transition
 from statemachines.normalise import normalise
 from statemachines.process import Step, advance
+from statemachines.reduced import ERASED
 
 CHECKPOINT = "processor"
 
@@ -119,8 +125,17 @@ class ProjectionStore:
             self.states.cache.clear()  # it holds states of this batch, now rolled back
             self.states.complete = False
             raise
+        if rows.erasures:
+            forget_old_pages(self.db)
         self.states.trim()
         return Applied(rows.transitions, [row[1] for row in rows.quarantine])
+
+
+def forget_old_pages(db: Database) -> None:
+    """After an erasure: the WAL still holds earlier versions of the pages it changed
+    (frames are reused, not zeroed). Copy it into the file and truncate it; readers that
+    hold an old snapshot can delay that, and then the next erasure or checkpoint does it."""
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 class _Rows:
@@ -131,9 +146,13 @@ class _Rows:
         self.transitions: list[Transition] = []
         self.events: list[tuple[Any, ...]] = []
         self.quarantine: list[tuple[Any, ...]] = []
+        self.erasures: list[Annotation] = []
+        self.wiped: list[tuple[str, int]] = []  # (subject, erasure's offset), scope "all"
 
     def add(self, result: Step) -> None:
         env, event, outcome = result
+        if isinstance(event, Unrecognised) and event.reason == ERASED:
+            return  # nothing is left of it: no row, as in a replay of the reduced log
         if isinstance(event, Unrecognised) or outcome is None:
             record = quarantine_record(env, event if isinstance(event, Unrecognised) else None)
             self.quarantine.append(tuple(record[name] for name in QUARANTINE_FIELDS))
@@ -142,7 +161,18 @@ class _Rows:
         self.states[state.subject.key] = state
         if isinstance(effect, Transition):
             self.transitions.append(effect)
+        elif effect.kind == ERASURE:
+            self.erasures.append(effect)
+            if state.erased_before == effect.offset:
+                self._wipe(state.subject.key, effect.offset)
         self.events.append(subject_event_row(effect))
+
+    def _wipe(self, key: str, offset: int) -> None:
+        """An erasure of everything: the subject's rows from before it go, this batch's
+        too (so its versions, which count from 1 again, never meet the old ones)."""
+        self.transitions = [t for t in self.transitions if t.subject.key != key]
+        self.events = [row for row in self.events if row[1] != key]
+        self.wiped.append((key, offset))
 
     def write(self, conn: Any) -> None:
         conn.executemany(
@@ -154,6 +184,7 @@ class _Rows:
         conn.executemany(
             "INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?)", documents
         )
+        wipe(conn, self.wiped)  # before the inserts: this batch's later rows stay
         conn.executemany(
             f"INSERT INTO transitions ({TRANSITION_COLUMNS}) VALUES ({', '.join('?' * 14)})",
             [transition_row(t) for t in self.transitions],
@@ -164,6 +195,20 @@ class _Rows:
         conn.executemany(
             "INSERT OR REPLACE INTO quarantine VALUES (?, ?, ?, ?, ?, ?)", self.quarantine
         )
+        drop_quarantined(conn, [n for note in self.erasures for n in note.dropped])
+
+
+def wipe(conn: Any, wiped: Sequence[tuple[str, int]]) -> None:
+    """Erasures of everything: each (subject, position)'s transitions and events from
+    before the position go (its verifications and documents rows are rewritten from the
+    bare state; the reference index follows by trigger)."""
+    for table in ("transitions", "subject_events"):
+        conn.executemany(f'DELETE FROM {table} WHERE subject = ? AND "offset" < ?', wiped)
+
+
+def drop_quarantined(conn: Any, dropped: Sequence[int]) -> None:
+    """The quarantine rows of deliveries an erasure reduced to nothing."""
+    conn.executemany('DELETE FROM quarantine WHERE "offset" = ?', [(n,) for n in dropped])
 
 
 TRANSITION_COLUMNS = (
@@ -173,17 +218,19 @@ TRANSITION_COLUMNS = (
 VERIFICATION_COLUMNS = (
     "subject, provider, kind, id, status, final, decided_by, attempt, provider_status, "
     "reasons, version, updated_at, cause_event, cause_offset, parent_kind, parent_id, "
-    'fold_winner, fold_attempts, fold_seen, reference, "references"'
+    'fold_winner, fold_attempts, fold_seen, reference, "references", erased_at, '
+    "fold_erased_before"
 )
 
 
-def upsert(table: str, columns: str, *, newer: bool = False) -> str:
-    """Insert a row or update it in place, keyed by `subject`; `newer`: only by a higher
-    `version`. An update, not INSERT OR REPLACE, so the table's update triggers see the row
-    it replaces (the reference index is rewritten only when the references change)."""
+def upsert(table: str, columns: str, *, where: str = "") -> str:
+    """Insert a row or update it in place, keyed by `subject`; `where`: only when that holds
+    (`excluded.` the new row). An update, not INSERT OR REPLACE, so the table's update
+    triggers see the row it replaces (the reference index is rewritten only when the
+    references change)."""
     names = [name.strip() for name in columns.split(",")]
     updates = ", ".join(f"{name} = excluded.{name}" for name in names[1:])
-    guard = f" WHERE excluded.version > {table}.version" if newer else ""
+    guard = f" WHERE {where}" if where else ""
     return (
         f"INSERT INTO {table} ({columns}) VALUES ({', '.join('?' * len(names))}) "
         f"ON CONFLICT (subject) DO UPDATE SET {updates}{guard}"
@@ -217,6 +264,8 @@ def verification_row(state: SubjectState) -> tuple[Any, ...]:
         state.seen,
         state.reference,
         _json_list(state.references),
+        state.erased_at,
+        state.erased_before,
     )
 
 
@@ -224,7 +273,7 @@ def state_from_row(row: Sequence[Any]) -> SubjectState:
     """Inverse of `verification_row`: the fold's state of a stored subject."""
     provider, kind, sid, status, final, decided_by, attempt, provider_status = row[1:9]
     reasons, version, updated_at, cause_event, cause_offset, parent_kind, parent_id = row[9:16]
-    winner, attempts, seen, reference, references = row[16:21]
+    winner, attempts, seen, reference, references, erased_at, erased_before = row[16:23]
     parent = Subject(provider, parent_kind, parent_id) if parent_kind else None
     return SubjectState(
         Subject(provider, kind, sid),
@@ -244,6 +293,8 @@ def state_from_row(row: Sequence[Any]) -> SubjectState:
         bytes(seen),
         reference,
         tuple(json.loads(references)),
+        erased_at,
+        erased_before,
     )
 
 
