@@ -211,8 +211,9 @@ class RawLogWriter:
         cur.execute("BEGIN IMMEDIATE")
         try:
             self._check_generation(cur)
-            for provider, received_at, headers, body, key, sha, auth, remote, subject in rows:
-                duplicate = key in batch_keys or self._seen(cur, key)
+            for row in rows:
+                provider, _, headers, body, key, _, _, _, subject = row
+                duplicate = key in batch_keys or _seen(cur, key)
                 batch_keys.add(key)
                 key_id = None
                 if self.master is not None and subject:
@@ -220,25 +221,8 @@ class RawLogWriter:
                     body = sealing.seal(
                         data_key, headers.encode(), body, sealing.record_aad(provider, key)
                     )
-                    headers = "{}"
-                cur.execute(
-                    "INSERT INTO raw_log (provider, received_at, headers, body, dedup_key, "
-                    "body_sha256, duplicate, auth_method, remote_addr, key_id) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        provider,
-                        received_at,
-                        headers,
-                        body,
-                        key,
-                        sha,
-                        int(duplicate),
-                        auth,
-                        remote,
-                        key_id,
-                    ),
-                )
-                receipts.append(Receipt(int(cur.lastrowid or 0), duplicate))
+                    row = (*row[:2], "{}", body, *row[4:])
+                receipts.append(insert_row(cur, row, key_id, duplicate))
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
@@ -279,15 +263,31 @@ class RawLogWriter:
         self.keys[subject] = found
         return found
 
-    @staticmethod
-    def _seen(cur: sqlite3.Cursor, key: str) -> bool:
-        found = cur.execute(
-            "SELECT 1 FROM raw_log WHERE dedup_key = ? AND duplicate = 0", (key,)
-        ).fetchone()
-        return found is not None
-
     def close(self) -> None:
         self.conn.close()
+
+
+def _seen(cur: sqlite3.Cursor, key: str) -> bool:
+    found = cur.execute(
+        "SELECT 1 FROM raw_log WHERE dedup_key = ? AND duplicate = 0", (key,)
+    ).fetchone()
+    return found is not None
+
+
+def insert_row(
+    cur: sqlite3.Cursor, row: Row, key_id: int | None = None, duplicate: bool | None = None
+) -> Receipt:
+    """Append one row inside the caller's transaction (the writer's batch, or an erasure's).
+    `duplicate` None: looked up here (the first delivery of a key is the original)."""
+    provider, received_at, headers, body, key, sha, auth, remote, _ = row
+    if duplicate is None:
+        duplicate = _seen(cur, key)
+    cur.execute(
+        "INSERT INTO raw_log (provider, received_at, headers, body, dedup_key, body_sha256, "
+        "duplicate, auth_method, remote_addr, key_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (provider, received_at, headers, body, key, sha, int(duplicate), auth, remote, key_id),
+    )
+    return Receipt(int(cur.lastrowid or 0), duplicate)
 
 
 def _envelopes(conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> list[RawEnvelope]:

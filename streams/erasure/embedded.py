@@ -55,10 +55,6 @@ CREATE TABLE IF NOT EXISTS audit (
     keys        INTEGER NOT NULL    -- data keys destroyed or rewrapped
 );
 """
-_INSERT = (  # the writer's INSERT (ingest.rawlog.RawLogWriter), for a record in the clear
-    "INSERT INTO raw_log (provider, received_at, headers, body, dedup_key, body_sha256, "
-    "duplicate, auth_method, remote_addr, key_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)"
-)
 
 
 def inside_transaction() -> None:
@@ -286,15 +282,7 @@ def apply(cur: sqlite3.Cursor, made: Plan, *, keep_reference: bool) -> None:
 
 def append_record(cur: sqlite3.Cursor, record: RawEnvelope) -> int:
     """Append a record kycflow writes itself, in the clear, as the writer appends rows."""
-    provider, received_at, headers, body, key, sha, auth, remote, _ = rawlog.row_of(record)
-    seen = cur.execute(
-        "SELECT 1 FROM raw_log WHERE dedup_key = ? AND duplicate = 0", (key,)
-    ).fetchone()
-    cur.execute(
-        _INSERT,
-        (provider, received_at, headers, body, key, sha, int(seen is not None), auth, remote),
-    )
-    return int(cur.lastrowid or 0)
+    return rawlog.insert_row(cur, rawlog.row_of(record)).offset
 
 
 def audit(cur: sqlite3.Cursor, action: str, by: str, plans: list[Plan], keys: int = -1) -> None:

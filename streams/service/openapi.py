@@ -15,6 +15,7 @@ from aiohttp import web
 from ingest import openapi as ingest
 from ingest.settings import MAX_HEADERS, MAX_REQUEST_LINE
 from projections import openapi as read
+from streams.erasure import api as erasure
 
 Schema = dict[str, Any]
 
@@ -63,6 +64,18 @@ def _with_protocol_errors(paths: dict[str, Schema]) -> dict[str, Schema]:
     return result
 
 
+def _merged(*parts: dict[str, Schema]) -> dict[str, Schema]:
+    """Path items from several modules; operations on one path (GET and DELETE of a
+    verification) are combined, and one operation described twice is a bug."""
+    paths: dict[str, Schema] = {}
+    for part in parts:
+        for path, item in part.items():
+            clash = set(paths.get(path, {})) & set(item)
+            assert not clash, f"{path}: {clash} described twice"
+            paths[path] = {**paths.get(path, {}), **item}
+    return paths
+
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -71,7 +84,9 @@ OPENAPI: dict[str, Any] = {
         "description": "KYC/KYB provider webhooks in, verification status out.",
     },
     "security": [{"apiToken": []}],
-    "paths": _with_protocol_errors({**ingest.PATHS, **read.PATHS, "/openapi.json": SPEC}),
+    "paths": _with_protocol_errors(
+        _merged(ingest.PATHS, read.PATHS, erasure.PATHS, {"/openapi.json": SPEC})
+    ),
     "components": {
         "schemas": {"Error": ERROR, **ingest.SCHEMAS, **read.SCHEMAS},
         "securitySchemes": {**ingest.SECURITY_SCHEMES, **read.SECURITY_SCHEMES},

@@ -17,6 +17,7 @@ from projections import listing, queries
 from projections.api import read_routes
 from projections.schema import open_projections
 from projections.store import ProjectionStore, States
+from streams.erasure.api import erase_routes
 from streams.service.openapi import OPENAPI, openapi_route
 from tests import payloads as p
 
@@ -72,6 +73,7 @@ async def serving(scenario: Scenario, path: Path, **options: Any) -> None:
         read_routes(str(path), render_metrics=lambda: METRICS, feed_poll=0.02, **options)
     )
     app.add_routes([openapi_route()])
+    app.add_routes(erase_routes(str(path), api_token=options["api_token"], master=None))
     client: Client = TestClient(TestServer(app, host="127.0.0.1", port=0))
     async with client:  # starts the server on a free port, closes both on exit
         await scenario(client)
