@@ -19,10 +19,11 @@ connections: 9.7k webhooks/s, against 6.7k for a kafka-python producer in a writ
 (README, Performance). Its idempotent mode needs `ingest.aiokafka_compat` to start on Tansu.
 
 With a master key, bodies and kept headers are sealed under a data key of this worker's
-for the subject (`ingest.kafka_keys`); the key record is produced and acknowledged before
-the first raw record under it, which costs one more round trip per (worker, subject). A
-worker reuses a key for at most `KEY_REUSE` seconds: an erasure tombstones the subject's
-keys, and a key this worker still held would seal later deliveries under a destroyed key.
+for the subject (`ingest.kafka_keys`). A new key's record is sent with the first raw record
+under it and the request waits for both acknowledgements: one round trip, not two (readers
+wait for a young record's key, `ingest.kafka_keys`). A worker reuses a key for at most
+`KEY_REUSE` seconds: an erasure tombstones the subject's keys, and a key this worker still
+held would seal later deliveries under a destroyed key.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import logging
 import secrets
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import MessageSizeTooLargeError
@@ -90,8 +92,9 @@ class KafkaAppender:
             async with asyncio.timeout(self.timeout):
                 if producer is None:
                     producer = await self._started()
-                value = await self._value(producer, key, env)
-                ack = await (await producer.send(self.topic, value, key=key))
+                value, key_sent = await self._value(producer, key, env)
+                sent = await producer.send(self.topic, value, key=key)
+                ack, *_ = await asyncio.gather(sent, *key_sent)
         except MessageSizeTooLargeError:
             raise self._too_large(producer, len(value)) from None
         except Exception as exc:  # any other failure is a 503, never a 500 or a 2xx
@@ -106,41 +109,41 @@ class KafkaAppender:
         try:
             async with asyncio.timeout(self.timeout):
                 producer = await self._started()
-                sent = []
+                sent, keys_sent = [], []
                 for env in envelopes:
                     key = routing_key(env)
-                    value = await self._value(producer, key, env)
+                    value, key_sent = await self._value(producer, key, env)
+                    keys_sent += key_sent
                     sent.append(await producer.send(self.topic, value, key=key))
                 acks = await asyncio.gather(*sent)
+                await asyncio.gather(*keys_sent)
         except MessageSizeTooLargeError:
             raise self._too_large(producer, 0) from None
         except Exception as exc:
             raise self._failed(producer, exc) from None
         return [Receipt(position(ack.partition, ack.offset), False) for ack in acks]
 
-    async def _value(self, producer: AIOKafkaProducer, key: bytes, env: RawEnvelope) -> bytes:
+    async def _value(
+        self, producer: AIOKafkaProducer, key: bytes, env: RawEnvelope
+    ) -> tuple[bytes, list[asyncio.Future[Any]]]:
+        """The record's value, and the acknowledgement of a new key's record (if one was
+        sent for it), which must come before the request is answered."""
         if self.master is None:
-            return envelope_to_json(env)
-        key_id, data_key = await self._data_key(producer, key.decode("utf-8", "surrogatepass"))
-        return sealed_value(env, key_id, data_key)
-
-    async def _data_key(self, producer: AIOKafkaProducer, subject: str) -> tuple[str, AESGCM]:
-        """This worker's current key for `subject`; a new one is acknowledged first.
-
-        Two requests that both find none create two keys: harmless (readers take any
-        number per subject), and cheaper than making one wait for the other."""
+            return envelope_to_json(env), []
+        subject = key.decode("utf-8", "surrogatepass")
         now = time.monotonic()
         found = self.keys.get(subject)
         if found is not None and found[0] > now:
-            return found[1], found[2]
-        assert self.master is not None
+            return sealed_value(env, found[1], found[2]), []
+        # Two requests that both find none make two keys: harmless (readers take any
+        # number per subject), and cheaper than making one wait for the other.
         key_id, raw = secrets.token_hex(8), sealing.new_data_key()
         record_key, record = key_record(subject, key_id, *self.master.wrap(subject, raw))
-        await (await producer.send(self.keys_topic, record, key=record_key))
+        key_sent = await producer.send(self.keys_topic, record, key=record_key)
         if len(self.keys) >= _KEYS_CACHED:
             self.keys.clear()
         self.keys[subject] = (now + KEY_REUSE, key_id, AESGCM(raw))
-        return key_id, self.keys[subject][2]
+        return sealed_value(env, key_id, self.keys[subject][2]), [key_sent]
 
     def _failed(self, producer: AIOKafkaProducer | None, exc: Exception) -> WriterUnavailable:
         log.warning("kafka did not acknowledge: %s", type(exc).__name__)

@@ -3,7 +3,8 @@
 Readers (the Faust worker, `replay --from-kafka`, `inspect`, the console, erasure) open raw
 records with a `RecordOpener`: it reads `PREFIX.keys` to its end before the first record
 and again whenever a record names a key id it does not hold; a key still missing then was
-destroyed (`ingest.kafka_keys` says why that is sound), and the record reads as reduced,
+destroyed (once the record is older than the time a key can take to arrive:
+`ingest.kafka_keys` says why that is sound), and the record reads as reduced,
 with the event `PREFIX.reduced` kept for its position, read to its end in the same way.
 
 Both topics are read whole and kept in memory: about 150 bytes per data key, and one
@@ -15,11 +16,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 
+import pydantic_core
 from kafka import KafkaConsumer, TopicPartition
 
 from ingest import sealing
-from ingest.kafka_keys import Keyring, open_record, sealed_key
+from ingest.kafka_keys import KEY_HORIZON, Keyring, open_record, sealed_key
 from ingest.sealing import MasterKeys
 from statemachines.envelope import RawEnvelope
 from streams.kafka.config import KafkaSettings
@@ -35,6 +38,15 @@ def master_from_env(config: Mapping[str, str], db_path: str | None = None) -> Ma
     if named or (db_path is not None and sealing.master_key_path(db_path).exists()):
         return sealing.load_master_keys(config, db_path or ".")
     return None
+
+
+def _received(value: bytes) -> float:
+    """A raw record's receive time (the ingest clock), as a Unix time; 0 if unreadable."""
+    try:
+        text = str(pydantic_core.from_json(value)["received_at"])
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except (ValueError, KeyError, TypeError):
+        return 0.0
 
 
 class TopicView:
@@ -99,6 +111,7 @@ class RecordOpener:
         if self._keys is None:
             self._keys = TopicView(self.settings, self.settings.topic("keys"), self.keyring.apply)
         self._keys.catch_up()
+        self._await_young_keys(records)
         # Read after these records were: a key still unknown was destroyed (ingest.kafka_keys).
         destroyed = self._unknown(records)
         self.destroyed |= destroyed
@@ -108,6 +121,21 @@ class RecordOpener:
                     self.settings, self.settings.topic("reduced"), self._apply_reduced
                 )
             self._reduced.catch_up()
+
+    def _await_young_keys(self, records: Sequence[tuple[int, bytes]]) -> None:
+        """Read the keys topic again while a missing key may still be on its way: its raw
+        record is younger than KEY_HORIZON (ingest sends both at once)."""
+        assert self._keys is not None
+        missing = self._unknown(records) - self.keyring.tombstoned
+        if not missing:
+            return
+        youngest = max(_received(v) for _, v in records if sealed_key(v) in missing)
+        # (A receive time ahead of this clock waits no longer than a current one.)
+        until = min(youngest, time.time()) + KEY_HORIZON
+        while missing and time.time() < until:
+            time.sleep(0.02)
+            self._keys.catch_up()
+            missing = self._unknown(records) - self.keyring.tombstoned
 
     def _apply_reduced(self, key: bytes, value: bytes | None) -> None:
         if value is not None:

@@ -8,6 +8,7 @@ import base64
 import os
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ingest.rawlog import Receipt
@@ -69,8 +70,15 @@ def person(scan_ref: str, first: str, number: str, dob: str) -> list[samples.Web
 
 
 def envelopes(webhooks: list[samples.Webhook]) -> list[RawEnvelope]:
+    """Received now, as ingest stamps them (readers wait for a young record's key)."""
+    start = datetime.now(UTC)
     return [
-        RawEnvelope.receive(provider, body, headers, f"2026-11-22T12:00:{i:02d}.000000Z")
+        RawEnvelope.receive(
+            provider,
+            body,
+            headers,
+            (start + timedelta(milliseconds=i)).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        )
         for i, (provider, headers, body) in enumerate(webhooks)
     ]
 
