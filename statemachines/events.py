@@ -79,6 +79,10 @@ class CanonicalEvent(NamedTuple):
     erase: str | None = None
     keep_reference: bool = False
     dropped: tuple[int, ...] = ()
+    # An erasure of everything: log positions of the subject's transitions it deletes, so a
+    # replay (which never makes them: their deliveries are reduced to nothing) numbers the
+    # feed as the live processor did.
+    wiped: tuple[int, ...] = ()
 
 
 class Unrecognised(NamedTuple):

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 from statemachines.envelope import RawEnvelope
 from statemachines.events import CanonicalEvent, Unrecognised
-from statemachines.fold import Outcome, SubjectState, fold
+from statemachines.fold import ERASURE, Annotation, Outcome, SubjectState, Transition, fold
 from statemachines.normalise import normalise
 
 
@@ -42,3 +42,27 @@ def replay(envelopes: list[RawEnvelope]) -> dict[str, SubjectState]:
         if result.outcome is not None:
             states[result.outcome.state.subject.key] = result.outcome.state
     return states
+
+
+def standing_transitions(records: list[RawEnvelope]) -> tuple[int, ...]:
+    """Log positions of the transitions one subject's records (all of them, in log order,
+    erasure records included) leave in the projections: those since its latest erasure of
+    everything, which deleted the ones before."""
+    states: dict[str, SubjectState] = {}
+    positions: list[int] = []
+    for env in records:
+        result = step(env, states)
+        if result.outcome is None:
+            continue
+        state, effect = result.outcome
+        states[state.subject.key] = state
+        if isinstance(effect, Transition):
+            positions.append(effect.offset)
+        elif _erases_everything(effect, result.event):
+            positions.clear()
+    return tuple(positions)
+
+
+def _erases_everything(effect: object, event: CanonicalEvent | Unrecognised) -> bool:
+    erasure = isinstance(effect, Annotation) and effect.kind == ERASURE
+    return erasure and isinstance(event, CanonicalEvent) and event.erase == "all"

@@ -53,6 +53,7 @@ def event_from_json(text: str, env: RawEnvelope) -> CanonicalEvent:
             "reasons": tuple(data["reasons"]),
             "references": tuple(data["references"]),
             "dropped": tuple(data.get("dropped", ())),  # absent from events reduced before it
+            "wiped": tuple(data.get("wiped", ())),
             "offset": env.offset,
         }
     )
@@ -76,16 +77,20 @@ def erase_record(
     by: str,
     received_at: str,
     dropped: tuple[int, ...] = (),
+    wiped: tuple[int, ...] = (),
 ) -> RawEnvelope:
     """The raw-log record of an erasure of `subject` (a subject key), asked for by `by`
     ("cli", "api:<token fingerprint>" — never a person's data). `dropped`: log positions
     of other deliveries reduced to nothing with it (quarantined ones that named the
-    subject), whose quarantine rows the projections drop."""
+    subject), whose quarantine rows the projections drop. `wiped` (scope "all"): positions of
+    the subject's transitions it deletes (`statemachines.process.standing_transitions`)."""
     if scope not in SCOPES:
         raise ValueError(f"erasure scope must be one of {', '.join(SCOPES)}")
     fields = {"subject": subject, "scope": scope, "keep_reference": keep_reference, "by": by}
     body = json.dumps(
-        {**fields, "dropped": list(dropped)}, separators=(",", ":"), sort_keys=True
+        {**fields, "dropped": list(dropped), "wiped": list(wiped)},
+        separators=(",", ":"),
+        sort_keys=True,
     ).encode()
     return RawEnvelope(
         provider=CONTROL,
@@ -107,11 +112,12 @@ def read_erasure(env: RawEnvelope) -> Normalised:
     if not isinstance(doc, dict):
         return unrecognised(env, "unreadable kycflow record")
     subject, scope, by = doc.get("subject"), doc.get("scope"), doc.get("by")
-    dropped = doc.get("dropped", [])
+    dropped, wiped = doc.get("dropped", []), doc.get("wiped", [])
     if not (isinstance(subject, str) and subject.count("/") >= 2 and scope in SCOPES):
         return unrecognised(env, "malformed erasure record", ERASE)
-    if not (isinstance(dropped, list) and all(type(n) is int for n in dropped)):
-        return unrecognised(env, "malformed erasure record: dropped", ERASE)
+    for name, positions in (("dropped", dropped), ("wiped", wiped)):
+        if not (isinstance(positions, list) and all(type(n) is int for n in positions)):
+            return unrecognised(env, f"malformed erasure record: {name}", ERASE)
     return CanonicalEvent(
         subject=Subject(*subject.split("/", 2)),
         event_type=ERASE,
@@ -124,4 +130,5 @@ def read_erasure(env: RawEnvelope) -> Normalised:
         erase=str(scope),
         keep_reference=doc.get("keep_reference") is True,
         dropped=tuple(dropped),
+        wiped=tuple(wiped),
     )

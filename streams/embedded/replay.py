@@ -193,10 +193,23 @@ def _fold(path: str, inbox: multiprocessing.Queue[bytes | None]) -> None:
     _die_with_parent()
     db = _scratch(path)
     _drop_indexes(db)  # only the merged file needs them
+    # Feed positions of transitions erasures of everything deleted: the live processor
+    # numbered them before deleting them, so the merge numbers them too (see _merge).
+    db.execute('CREATE TABLE wiped ("offset" INTEGER PRIMARY KEY)')
     store = ProjectionStore(db, fresh=True)
     while (part := inbox.get()) is not None:
         batch: list[Normalised] = pickle.loads(part)
-        store.process_normalised([(_envelope(*item[:4]), _rebuild(item[4])) for item in batch])
+        pairs = [(_envelope(*item[:4]), _rebuild(item[4])) for item in batch]
+        store.process_normalised(pairs)
+        wiped = [
+            (position,)
+            for _, event in pairs
+            if isinstance(event, CanonicalEvent) and event.erase == "all"
+            for position in event.wiped
+        ]
+        if wiped:
+            with db.conn:
+                db.conn.executemany("INSERT OR IGNORE INTO wiped VALUES (?)", wiped)
     # The merge reads transitions by offset. Here that is also seq order, but SQLite can't
     # know it; without this index the merge sorts them, on one core instead of two.
     db.execute('CREATE INDEX transitions_by_offset ON transitions ("offset")')
@@ -244,7 +257,15 @@ def _merge(target: str, shards: list[str], checkpoint: int) -> None:
         rows = " UNION ALL ".join(
             f"SELECT {columns} FROM shard{k}.transitions" for k in range(len(shards))
         )
-        conn.execute(f'INSERT INTO transitions ({columns}) {rows} ORDER BY "offset"')
+        # Placeholders (subject '') hold the positions of wiped transitions while the rows
+        # are numbered, so every later transition gets the seq the live processor gave it.
+        wiped = " UNION ALL ".join(
+            f"SELECT {_placeholder(db)} FROM shard{k}.wiped" for k in range(len(shards))
+        )
+        conn.execute(
+            f'INSERT INTO transitions ({columns}) {rows} UNION ALL {wiped} ORDER BY "offset"'
+        )
+        conn.execute("DELETE FROM transitions WHERE subject = ''")
     for k in range(len(shards)):
         conn.execute(f"DETACH DATABASE shard{k}")
     if checkpoint:  # the last envelope read, as the live processor records it
@@ -253,6 +274,17 @@ def _merge(target: str, shards: list[str], checkpoint: int) -> None:
         db.execute(sql)
     db.execute("PRAGMA journal_mode=WAL")  # as the service opens it
     db.close()
+
+
+def _placeholder(db: Database) -> str:
+    """A transitions row of nothing but an offset: '' or 0 where a value is required."""
+    values = []
+    for _, name, kind, required, _, _ in db.execute("PRAGMA table_info(transitions)"):
+        if name == "seq":
+            continue
+        empty = "0" if kind == "INTEGER" else "''"
+        values.append('"offset"' if name == "offset" else empty if required else "NULL")
+    return ", ".join(values)
 
 
 def _remove(path: str) -> None:

@@ -37,6 +37,7 @@ from projections.schema import open_projections
 from projections.store import ProjectionStore
 from statemachines.envelope import RawEnvelope
 from statemachines.normalise import normalise, reduced_form
+from statemachines.process import standing_transitions
 from statemachines.reduced import CONTROL, erase_record
 from streams.erasure import Erased, Request, UnknownSubject
 
@@ -170,7 +171,8 @@ def _erase_in_raw_log(
         results, last = [], 0
         for made in plans:
             at = now_iso()
-            apply(cur, made, keep_reference=request.keep_reference)
+            wiped = _standing(cur, made) if request.scope == "all" else ()
+            apply(cur, made, keep_reference=request.keep_reference, scope=request.scope)
             record = erase_record(
                 made.subject,
                 scope=request.scope,
@@ -178,6 +180,7 @@ def _erase_in_raw_log(
                 by=request.by,
                 received_at=at,
                 dropped=tuple(env.offset for env in made.dropped),
+                wiped=wiped,
             )
             last = append_record(cur, record)
             keys = len(made.key_ids) + len(made.dropped_keys)
@@ -263,9 +266,29 @@ def _drop_quarantined(
                 made.dropped_keys.append(int(own[0]))
 
 
-def apply(cur: sqlite3.Cursor, made: Plan, *, keep_reference: bool) -> None:
-    """Reduce the planned rows and destroy the keys (inside the caller's transaction)."""
-    reduced = [(e.offset, reduced_form(e, keep_reference=keep_reference)) for e in made.deliveries]
+def _standing(cur: sqlite3.Cursor, made: Plan) -> tuple[int, ...]:
+    """Positions of the subject's transitions in the projections now (see erase_record):
+    folded from its records, so it holds whether or not the processor has caught up."""
+    needle = json.dumps(made.subject).encode()
+    found = cur.execute(
+        'SELECT "offset" FROM raw_log WHERE provider = ? AND instr(body, ?) > 0', (CONTROL, needle)
+    )
+    controls = [
+        env
+        for env in rawlog.deliveries(cur.connection, [int(r[0]) for r in found])
+        if _subject_of(env) == made.subject
+    ]
+    records = sorted([*made.deliveries, *controls], key=lambda env: env.offset)
+    return standing_transitions(records)
+
+
+def apply(cur: sqlite3.Cursor, made: Plan, *, keep_reference: bool, scope: str) -> None:
+    """Reduce the planned rows and destroy the keys (inside the caller's transaction).
+    Scope "all" keeps no event: the decision trail goes too."""
+    reduced = [
+        (e.offset, reduced_form(e, keep_reference=keep_reference) if scope != "all" else "")
+        for e in made.deliveries
+    ]
     reduced += [(e.offset, "") for e in made.dropped]
     cur.executemany('INSERT OR REPLACE INTO reduced ("offset", event) VALUES (?, ?)', reduced)
     # Rows from before encryption at rest hold the body itself: blank it (zeroed on disk).

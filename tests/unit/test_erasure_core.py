@@ -134,6 +134,7 @@ class TestReducedForms:
             erase="personal",
             keep_reference=True,
             dropped=(4, 6),
+            wiped=(2, 3),
         )
         for name, value in event._asdict().items():
             default = CanonicalEvent._field_defaults.get(name, object())
