@@ -25,6 +25,9 @@ def for_serving(config: Mapping[str, str], db_path: str) -> tuple[MasterKeys | N
     The keys are None only when encryption is switched off and the log holds no sealed
     rows. Raises MasterKeyError (one line, no secret) when no configured key fits.
     """
+    kafka = KafkaSettings.from_config(config)
+    if kafka is not None:
+        return _for_serving_kafka(config, db_path, kafka)
     raw_path = rawlog.raw_log_path(db_path)
     sealed = _holds_data_keys(raw_path)
     created = None
@@ -36,6 +39,24 @@ def for_serving(config: Mapping[str, str], db_path: str) -> tuple[MasterKeys | N
     if sealed:
         with contextlib.closing(rawlog.connect(raw_path, readonly=True)) as conn:
             rawlog.check_master(conn, master)
+    return master, created
+
+
+def _for_serving_kafka(
+    config: Mapping[str, str], db_path: str, kafka: KafkaSettings
+) -> tuple[MasterKeys | None, Path | None]:
+    """Kafka mode: the data keys are in PREFIX.keys; the first-run key file is created only
+    while that topic holds none (a fresh key over records sealed under another is loss)."""
+    from streams.kafka.keys import check_master, master_from_env
+
+    master = master_from_env(config, db_path)
+    created = None
+    if master is None and sealing.encryption_enabled(config):
+        check_master(kafka, None)  # refuses when the topic already holds sealed records
+        created = sealing.ensure_master_key(config, db_path)
+        master = sealing.load_master_keys(config, db_path)
+    elif master is not None:
+        check_master(kafka, master)
     return master, created
 
 
@@ -53,9 +74,10 @@ def raw_reader(config: Mapping[str, str], db_path: str) -> rawlog.Reader:
     """Raw deliveries by offset as `inspect` and the console read them in each mode."""
     kafka = KafkaSettings.from_config(config)
     if kafka is not None:  # Kafka mode: the raw deliveries are in the raw topic
+        from streams.kafka.keys import master_from_env
         from streams.kafka.replay import fetch_positions
 
-        return functools.partial(fetch_positions, kafka)
+        return functools.partial(fetch_positions, kafka, master=master_from_env(config, db_path))
     return rawlog.reader(db_path, for_reading(config, db_path))
 
 

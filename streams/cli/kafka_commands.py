@@ -81,10 +81,15 @@ def _quiet(name: str) -> Iterator[None]:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from streams.kafka.keys import master_from_env
     from streams.kafka.worker import run_worker
 
     settings = kafka_settings()
-    return 2 if settings is None else run_worker(settings, loglevel=args.loglevel)
+    if settings is None:
+        return 2
+    config = load_config(os.environ)
+    master = master_from_env(config, db_path(config))
+    return run_worker(settings, loglevel=args.loglevel, master=master)
 
 
 def _project(args: argparse.Namespace) -> int:

@@ -167,6 +167,7 @@ def _progress() -> Progress:
 
 
 def _replay_kafka(args: argparse.Namespace) -> int:
+    from streams.kafka.keys import master_from_env
     from streams.kafka.replay import replay_from_kafka
 
     if not args.to or args.until:
@@ -175,10 +176,15 @@ def _replay_kafka(args: argparse.Namespace) -> int:
     settings = kafka_settings()
     if settings is None:
         return 2
+    env = _environment(args)
+    config = load_config(env, db_path(env))
+    master = master_from_env(config, db_path(env))
     with _progress() as bar:
         task = bar.add_task("replay", total=None)  # the topic's size is known only as read
         try:
-            count = replay_from_kafka(settings, args.to, lambda n: bar.advance(task, n))
+            count = replay_from_kafka(
+                settings, args.to, lambda n: bar.advance(task, n), master=master
+            )
         except (FileExistsError, TimeoutError) as exc:
             console.print(f"[red]{exc}[/]")
             return 2

@@ -64,6 +64,8 @@ async def run_http(
             linger_ms=kafka.linger_ms,
             timeout=kafka.produce_timeout,
             max_record=record_limit(settings.ingest.max_body),
+            master=settings.master if settings.seal else None,
+            keys_topic=kafka.topic("keys"),
         )
     )
     recorder = metrics.recorder(slot)

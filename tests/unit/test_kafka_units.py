@@ -45,7 +45,11 @@ def test_topics_the_status_is_compacted_and_the_raw_log_kept() -> None:
         "max.message.bytes": str(record_limit(1024 * 1024)),
     }
     assert set(configs) == {f"acme.{s}" for s in ("raw", "status", "transitions",
-                                                  "annotations", "quarantine")}  # fmt: skip
+                                                  "annotations", "quarantine", "keys",
+                                                  "reduced")}  # fmt: skip
+    # Data keys and reduced events: the latest per key matters, a tombstone erases.
+    assert configs["acme.keys"]["cleanup.policy"] == "compact"
+    assert configs["acme.reduced"]["cleanup.policy"] == "compact"
 
 
 def test_the_raw_topic_takes_the_largest_record_ingest_may_append() -> None:
