@@ -204,31 +204,33 @@ class RawLogWriter:
         )
 
     def append_rows(self, rows: Sequence[Row]) -> list[Receipt]:
-        """Durably append; receipts are valid only once this returns (committed)."""
-        receipts: list[Receipt] = []
-        batch_keys: set[str] = set()
+        """Durably append; receipts are valid only once this returns (committed).
+
+        Set-at-a-time: one dedup lookup, one key lookup and one INSERT statement per batch
+        (`executemany`), not per row — the writer is the one process every webhook waits on.
+        """
+        if not rows:
+            return []
         cur = self.conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
             self._check_generation(cur)
-            for row in rows:
-                provider, _, headers, body, key, _, _, _, subject = row
-                duplicate = key in batch_keys or _seen(cur, key)
-                batch_keys.add(key)
-                key_id = None
-                if self.master is not None and subject:
-                    key_id, data_key = self._data_key(cur, subject)
-                    body = sealing.seal(
-                        data_key, headers.encode(), body, sealing.record_aad(provider, key)
-                    )
-                    row = (*row[:2], "{}", body, *row[4:])
-                receipts.append(insert_row(cur, row, key_id, duplicate))
+            duplicates = _duplicates(cur, [row[4] for row in rows])
+            stored, key_ids = self._sealed(cur, rows) if self.master else (rows, [None] * len(rows))
+            cur.executemany(
+                _INSERT,
+                [
+                    (*row[:6], int(duplicate), row[6], row[7], key_id)
+                    for row, duplicate, key_id in zip(stored, duplicates, key_ids, strict=True)
+                ],
+            )
+            first = _last_rowid(cur) - len(rows) + 1  # AUTOINCREMENT, and the lock is ours
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
             self.keys.clear()  # keys created in the rolled-back transaction do not exist
             raise
-        return receipts
+        return [Receipt(first + i, duplicate) for i, duplicate in enumerate(duplicates)]
 
     def _check_generation(self, cur: sqlite3.Cursor) -> None:
         # Under the write lock, so no erasure can slip between this read and the inserts.
@@ -237,34 +239,91 @@ class RawLogWriter:
             self.keys.clear()
             self.generation = generation
 
-    def _data_key(self, cur: sqlite3.Cursor, subject: str) -> tuple[int, AESGCM]:
-        found = self.keys.get(subject)
-        if found is not None:
-            return found
+    def _sealed(self, cur: sqlite3.Cursor, rows: Sequence[Row]) -> tuple[list[Row], list[Any]]:
+        """The rows with headers and body sealed under their subjects' data keys."""
+        keys = self._data_keys(cur, {row[8] for row in rows if row[8]})
+        sealed: list[Row] = []
+        key_ids: list[int | None] = []
+        for row in rows:
+            provider, _, headers, body, key, _, _, _, subject = row
+            if not subject:  # nothing to name a key by: stored as received
+                sealed.append(row)
+                key_ids.append(None)
+                continue
+            key_id, data_key = keys[subject]
+            aad = sealing.record_aad(provider, key)
+            body = sealing.seal(data_key, headers.encode(), body, aad)
+            sealed.append((*row[:2], "{}", body, *row[4:]))
+            key_ids.append(key_id)
+        return sealed, key_ids
+
+    def _data_keys(self, cur: sqlite3.Cursor, subjects: set[str]) -> dict[str, tuple[int, AESGCM]]:
+        """Each subject's current data key: cached, stored, or created (wrapped) here."""
         assert self.master is not None
-        row = cur.execute(
-            "SELECT key_id, master, wrapped FROM data_keys WHERE subject = ? "
-            "ORDER BY key_id DESC LIMIT 1",
-            (subject,),
-        ).fetchone()
-        if row is not None:
-            key = AESGCM(self.master.unwrap(subject, str(row[1]), bytes(row[2])))
-            found = (int(row[0]), key)
-        else:
-            raw_key = sealing.new_data_key()
-            master, wrapped = self.master.wrap(subject, raw_key)
-            cur.execute(
-                "INSERT INTO data_keys (subject, master, wrapped) VALUES (?, ?, ?)",
-                (subject, master, wrapped),
-            )
-            found = (int(cur.lastrowid or 0), AESGCM(raw_key))
-        if len(self.keys) > 100_000:  # bounded: one entry per recently active subject
-            self.keys.clear()
-        self.keys[subject] = found
-        return found
+        missing = [subject for subject in subjects if subject not in self.keys]
+        if missing:
+            if len(self.keys) > 100_000:  # bounded: one entry per recently active subject
+                self.keys.clear()
+            self.keys.update(self._stored_keys(cur, missing))
+            new = [subject for subject in missing if subject not in self.keys]
+            self.keys.update(self._created_keys(cur, new))
+        return {subject: self.keys[subject] for subject in subjects}
+
+    def _stored_keys(self, cur: sqlite3.Cursor, subjects: list[str]) -> dict[str, Any]:
+        assert self.master is not None
+        marks = ",".join("?" * len(subjects))
+        rows = cur.execute(
+            "SELECT key_id, subject, master, wrapped FROM data_keys WHERE key_id IN ("
+            f"SELECT max(key_id) FROM data_keys WHERE subject IN ({marks}) GROUP BY subject)",
+            subjects,
+        ).fetchall()
+        unwrap = self.master.unwrap
+        return {s: (int(k), AESGCM(unwrap(s, str(m), bytes(w)))) for k, s, m, w in rows}
+
+    def _created_keys(self, cur: sqlite3.Cursor, subjects: list[str]) -> dict[str, Any]:
+        if not subjects:
+            return {}
+        assert self.master is not None
+        raw = [sealing.new_data_key() for _ in subjects]
+        cur.executemany(
+            "INSERT INTO data_keys (subject, master, wrapped) VALUES (?, ?, ?)",
+            [(s, *self.master.wrap(s, key)) for s, key in zip(subjects, raw, strict=True)],
+        )
+        first = _last_rowid(cur) - len(subjects) + 1
+        return {
+            s: (first + i, AESGCM(key))
+            for i, (s, key) in enumerate(zip(subjects, raw, strict=True))
+        }
 
     def close(self) -> None:
         self.conn.close()
+
+
+_INSERT = (
+    "INSERT INTO raw_log (provider, received_at, headers, body, dedup_key, body_sha256, "
+    "duplicate, auth_method, remote_addr, key_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _last_rowid(cur: sqlite3.Cursor) -> int:
+    return int(cur.execute("SELECT last_insert_rowid()").fetchone()[0])
+
+
+def _duplicates(cur: sqlite3.Cursor, keys: list[str]) -> list[bool]:
+    """For each dedup key in order: did an earlier delivery (before or in the batch) have it?"""
+    seen: set[str] = set()
+    for chunk in range(0, len(keys), 10_000):  # SQLite's bound on host parameters is 32,766
+        part = keys[chunk : chunk + 10_000]
+        marks = ",".join("?" * len(part))
+        found = cur.execute(
+            f"SELECT dedup_key FROM raw_log WHERE duplicate = 0 AND dedup_key IN ({marks})", part
+        )
+        seen.update(row[0] for row in found)
+    duplicates = []
+    for key in keys:
+        duplicates.append(key in seen)
+        seen.add(key)
+    return duplicates
 
 
 def _seen(cur: sqlite3.Cursor, key: str) -> bool:
@@ -283,8 +342,7 @@ def insert_row(
     if duplicate is None:
         duplicate = _seen(cur, key)
     cur.execute(
-        "INSERT INTO raw_log (provider, received_at, headers, body, dedup_key, body_sha256, "
-        "duplicate, auth_method, remote_addr, key_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        _INSERT,
         (provider, received_at, headers, body, key, sha, int(duplicate), auth, remote, key_id),
     )
     return Receipt(int(cur.lastrowid or 0), duplicate)
