@@ -91,7 +91,24 @@ def log_in(browser: WebDriver, service: Service) -> None:
     wait(browser).until(ready.presence_of_element_located((By.ID, "recent")))
 
 
-def test_log_in_search_and_open_a_timeline(browser: WebDriver, secured: Service) -> None:
+@pytest.fixture
+def signed_out(browser: WebDriver) -> WebDriver:
+    """The shared browser with no cookies at all. Every service here runs on 127.0.0.1 and
+    cookies ignore the port, so without this a test would ride on the session (or CSRF
+    cookie) an earlier test left: it would pass in the file's order and fail alone."""
+    browser.execute_cdp_cmd("Network.clearBrowserCookies", {})
+    return browser
+
+
+@pytest.fixture
+def operator(signed_out: WebDriver, secured: Service) -> WebDriver:
+    """The browser logged in to `secured` through the form, by this test itself."""
+    log_in(signed_out, secured)
+    return signed_out
+
+
+def test_log_in_search_and_open_a_timeline(signed_out: WebDriver, secured: Service) -> None:
+    browser = signed_out
     browser.get(secured.url + "/ui/")  # no session yet: to the login form
     wait(browser).until(ready.presence_of_element_located((By.ID, "token")))
     assert "/ui/login?next=" in browser.current_url
@@ -113,9 +130,10 @@ def test_log_in_search_and_open_a_timeline(browser: WebDriver, secured: Service)
     assert "unknown iDenfy event type" in steps  # the annotation of a delivery that did nothing
 
 
-def test_screenshots_of_simulated_traffic(browser: WebDriver, simulated: Service) -> None:
+def test_screenshots_of_simulated_traffic(signed_out: WebDriver, simulated: Service) -> None:
     """The docs' screenshots: traffic from `kycflow simulate` (70 verifications, reordered,
     some re-sent), never test data."""
+    browser = signed_out
     log_in(browser, simulated)
     recent = browser.find_element(By.ID, "recent").text
     assert "idenfy/" in recent or "ondato/" in recent or "idwise/" in recent
@@ -130,7 +148,8 @@ def test_screenshots_of_simulated_traffic(browser: WebDriver, simulated: Service
     shoot(browser, "timeline")
 
 
-def test_a_status_change_arrives_live(browser: WebDriver, secured: Service) -> None:
+def test_a_status_change_arrives_live(operator: WebDriver, secured: Service) -> None:
+    browser = operator
     browser.get(secured.url + "/ui/")
     wait(browser).until(ready.text_to_be_present_in_element((By.ID, "live-state"), "live"))
     secured.send(idenfy_identification(scan_ref="scan-live"))
@@ -142,7 +161,8 @@ def test_a_status_change_arrives_live(browser: WebDriver, secured: Service) -> N
     assert "live-new" in (newest.get_attribute("class") or "")
 
 
-def test_reveal_a_masked_field(browser: WebDriver, secured: Service) -> None:
+def test_reveal_a_masked_field(operator: WebDriver, secured: Service) -> None:
+    browser = operator
     browser.get(secured.url + "/ui/deliveries/2")
     body = wait(browser).until(ready.presence_of_element_located((By.ID, "body")))
     assert "AB123456" not in body.text and "masked" in body.text
@@ -151,7 +171,8 @@ def test_reveal_a_masked_field(browser: WebDriver, secured: Service) -> None:
     assert "AB123456" in browser.find_element(By.ID, "body").text
 
 
-def test_an_xss_payload_is_inert(browser: WebDriver, secured: Service) -> None:
+def test_an_xss_payload_is_inert(operator: WebDriver, secured: Service) -> None:
+    browser = operator
     browser.get(secured.url + "/ui/verifications/idenfy/kyc/" + quote(XSS_ID, safe=""))
     heading = wait(browser).until(ready.presence_of_element_located((By.TAG_NAME, "h1")))
     assert XSS_ID in heading.text  # shown as text
@@ -160,7 +181,8 @@ def test_an_xss_payload_is_inert(browser: WebDriver, secured: Service) -> None:
         browser.switch_to.alert.text  # noqa: B018 — raises when no alert is open
 
 
-def test_a_timeline_shows_its_status_change_live(browser: WebDriver, secured: Service) -> None:
+def test_a_timeline_shows_its_status_change_live(operator: WebDriver, secured: Service) -> None:
+    browser = operator
     secured.send(ondato_kyb("Created", kyb="kyb-live", webhook_id="w-live-1"))
     wait_for(secured, "ondato/kyb/kyb-live", 1)
     browser.get(secured.url + "/ui/verifications/ondato/kyb/kyb-live")
@@ -172,7 +194,8 @@ def test_a_timeline_shows_its_status_change_live(browser: WebDriver, secured: Se
     assert "approved" in browser.find_element(By.ID, "transitions").text
 
 
-def test_reprocess_the_quarantine_after_a_fix(browser: WebDriver, fixed: Service) -> None:
+def test_reprocess_the_quarantine_after_a_fix(signed_out: WebDriver, fixed: Service) -> None:
+    browser = signed_out
     log_in(browser, fixed)
     browser.get(fixed.url + "/ui/quarantine")
     assert "readable, for" in browser.find_element(By.ID, "quarantine").text
