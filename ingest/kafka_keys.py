@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import replace
 
@@ -43,15 +44,27 @@ _CACHE = 50_000  # unwrapped keys kept per reader (the wrapped ones are all kept
 # ingest gives up on a request after its produce timeout, and its producer stops (sending
 # what it held) within as long again; the rest is room for clocks that disagree.
 KEY_HORIZON = 60.0
+# Seconds an HTTP worker seals a subject's deliveries under one data key after making it
+# (`ingest.kafka_log`). Erasure waits this long (and a produce timeout, and a margin for
+# clocks) past a key's `created` before destroying it (`streams.erasure.kafka`).
+KEY_REUSE = 5.0
 
 
 def key_record_key(subject: str, key_id: str) -> bytes:
     return f"{subject}\x00{key_id}".encode("utf-8", "surrogatepass")
 
 
-def key_record(subject: str, key_id: str, master: str, wrapped: bytes) -> tuple[bytes, bytes]:
-    """The keys topic's (key, value) for one data key."""
-    value = {"subject": subject, "master": master, "wrapped": base64.b64encode(wrapped).decode()}
+def key_record(
+    subject: str, key_id: str, master: str, wrapped: bytes, created: float
+) -> tuple[bytes, bytes]:
+    """The keys topic's (key, value) for one data key made at `created` (Unix time, the
+    ingest host's clock): erasure waits until no worker can still seal under it."""
+    value = {
+        "subject": subject,
+        "master": master,
+        "wrapped": base64.b64encode(wrapped).decode(),
+        "created": round(created, 3),
+    }
     return key_record_key(subject, key_id), json.dumps(value).encode()
 
 
@@ -88,6 +101,7 @@ class Keyring:
         self.subjects: dict[str, set[str]] = {}  # subject -> its key ids
         self.unwrapped: dict[str, AESGCM] = {}
         self.tombstoned: set[str] = set()  # destroyed, as seen (until compaction drops them)
+        self.created: dict[str, float] = {}  # key id -> when a worker made it (Unix time)
 
     def apply(self, key: bytes, value: bytes | None) -> None:
         subject, _, key_id = key.decode("utf-8", "surrogatepass").rpartition("\x00")
@@ -96,11 +110,15 @@ class Keyring:
             self.wrapped.pop(key_id, None)
             self.unwrapped.pop(key_id, None)
             self.subjects.get(subject, set()).discard(key_id)
+            self.created.pop(key_id, None)
             return
         data = json.loads(value)
         wrapped = base64.b64decode(data["wrapped"])
         self.wrapped[key_id] = (str(data["subject"]), str(data["master"]), wrapped)
         self.subjects.setdefault(subject, set()).add(key_id)
+        # A record without the field (written before it existed) counts as made when first
+        # seen: erasure then waits the longest, never too little.
+        self.created[key_id] = float(data.get("created") or time.time())
 
     def __contains__(self, key_id: object) -> bool:
         return key_id in self.wrapped

@@ -22,8 +22,10 @@ With a master key, bodies and kept headers are sealed under a data key of this w
 for the subject (`ingest.kafka_keys`). A new key's record is sent with the first raw record
 under it and the request waits for both acknowledgements: one round trip, not two (readers
 wait for a young record's key, `ingest.kafka_keys`). A worker reuses a key for at most
-`KEY_REUSE` seconds: an erasure tombstones the subject's keys, and a key this worker still
-held would seal later deliveries under a destroyed key.
+`KEY_REUSE` seconds (`ingest.kafka_keys`) after making it, and the key record says when
+that was: an erasure waits until every key of the subject it destroys is past that, and a
+produce timeout more, so no delivery accepted under it comes after its reduction
+(`streams.erasure.kafka`).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from aiokafka.errors import MessageSizeTooLargeError
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ingest import aiokafka_compat, sealing
-from ingest.kafka_keys import key_record, sealed_value
+from ingest.kafka_keys import KEY_REUSE, key_record, sealed_value
 from ingest.rawlog import Receipt
 from ingest.sealing import MasterKeys
 from ingest.settings import record_limit
@@ -50,7 +52,6 @@ from statemachines.envelope import RawEnvelope, envelope_to_json
 from statemachines.routing import position, routing_key
 
 log = logging.getLogger("kycflow.ingest")
-KEY_REUSE = 10.0  # seconds a worker seals under one data key of a subject (see above)
 _KEYS_CACHED = 100_000  # bounded: one entry per recently active subject
 
 
@@ -138,7 +139,8 @@ class KafkaAppender:
         # Two requests that both find none make two keys: harmless (readers take any
         # number per subject), and cheaper than making one wait for the other.
         key_id, raw = secrets.token_hex(8), sealing.new_data_key()
-        record_key, record = key_record(subject, key_id, *self.master.wrap(subject, raw))
+        wrapped = self.master.wrap(subject, raw)
+        record_key, record = key_record(subject, key_id, *wrapped, created=time.time())
         key_sent = await producer.send(self.keys_topic, record, key=record_key)
         if len(self.keys) >= _KEYS_CACHED:
             self.keys.clear()

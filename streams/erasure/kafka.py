@@ -1,52 +1,76 @@
-"""Erasure and retention in Kafka mode: reduce, shred, then record — in that order.
+"""Erasure and retention in Kafka mode: reduce, wait, shred, then record — in that order.
 
 A topic cannot drop one record, so a subject's raw records stay and their data keys go
 (crypto-shredding, `ingest.kafka_keys`). For each subject, with acknowledged produces:
 
-1. **reduce**: every delivery of the subject — the positions the projections list in
-   `subject_events`, and any later record keyed by the subject that the projector has not
-   reached — is opened and its canonical event (`normalise.reduced_form`) produced to
-   `PREFIX.reduced` keyed by its position; quarantined deliveries that name the subject
-   (its id or reference, JSON-quoted, in the body) get "" (nothing kept);
-2. **shred**: every key id of the subject (and of those quarantined deliveries) is
-   tombstoned in `PREFIX.keys`;
-3. **record**: the erasure record (`statemachines.reduced.erase_record`) is produced to
+1. **reduce**: the subject's data keys are listed (`PREFIX.keys`, read to its end) with when
+   a worker made each; every delivery of the subject — the positions the projections list
+   in `subject_events`, and any later record keyed by the subject that the projector has not
+   reached — sealed under a listed key (or in the clear) is opened and its canonical event
+   (`normalise.reduced_form`; "" for scope "all") produced to `PREFIX.reduced` keyed by its
+   position; quarantined deliveries that name the subject (its id or reference, JSON-quoted,
+   in the body) get "" (nothing kept);
+2. **wait** until every listed key is older than `settle_after` = KEY_REUSE + the produce
+   timeout + CLOCK_SKEW, then reduce **again** every record under a listed key that arrived
+   since step 1 read its partition;
+3. **shred**: the listed key ids — only those — are tombstoned in `PREFIX.keys`;
+4. **record**: the erasure record (`statemachines.reduced.erase_record`) is produced to
    `PREFIX.raw` keyed by the subject, so it reaches the subject's partition and worker.
 
+Why nothing accepted is lost. An HTTP worker keeps sealing a subject's deliveries under a
+key for KEY_REUSE seconds after making it (`ingest.kafka_log`), and answers 202 only once
+the record is acknowledged, within its produce timeout; the key record says when it was
+made (the worker's clock, hence the margin for clocks). So once a key is older than
+`settle_after`, no worker seals under it any more and every delivery accepted under it is
+in the raw topic: step 2 reads them all, and each has its event kept before its key goes.
+A delivery under that key that was *not* acknowledged in time was answered 503 (the
+provider retries it, under a new key) — it may land later and read as nothing, but it was
+never accepted. Keys made after step 1 listed them (a webhook accepted after the erasure
+began) are new data: not listed, not destroyed. The wait is skipped when every key is old
+already — the common case, a subject erased long after its last delivery; at worst an
+erasure takes `settle_after` (15 s with the defaults) more than its reads and writes.
+
 Why this order is safe. Readers prefer a body while its key exists, so after a crash in
-step 1 everything reads as before (the old state). Reduced events exist before any key
+steps 1-2 everything reads as before (the old state). Reduced events exist before any key
 goes, so a reader that finds a key gone always finds the event kept for it. A crash after
-step 2 leaves the bodies unreadable and their events kept, but the subject not yet marked
-erased: the command failed (non-zero exit, 5xx) and running it again completes it — steps 1
-and 2 find nothing left to do (records already read as reduced, no keys), step 3 is
+step 3 leaves the bodies unreadable and their events kept, but the subject not yet marked
+erased: the command failed (non-zero exit, 5xx) and running it again completes it — steps
+1-3 find nothing left to do (records already read as reduced, no keys), step 4 is
 produced. Recording last means the log never claims an erasure that did not happen.
 Running a finished erasure again appends one more erasure record, which the fold applies
-as it applied the first.
+as it applied the first. Scope "all" also lists in the record the positions of the
+subject's standing transitions (`wiped`, for replay's feed numbering), folded from its
+records just before the record is produced; a delivery landing in those few milliseconds
+is the one thing it can miss.
 
-Retention does steps 1 and 2 for the subjects its policy finds due, keeping references,
-with no erasure record: the subject is not erased, its old bodies are.
+Retention does steps 1-3 for the subjects its policy finds due, keeping references,
+with no erasure record: the subject is not erased, its old bodies are. `retention_loop`
+applies the policy continuously (from the projector, which owns the projections it reads).
 
 Not covered: records written in the clear (`KYCFLOW_ENCRYPTION=off`) cannot be removed from
-the raw topic; they are reduced (the fold reads the kept event) but their bytes stay.
+the raw topic; they are reduced but their bytes stay.
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterator, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.partitioner.default import murmur2
 
-from ingest.kafka_keys import key_record_key, reduced_record
+from ingest.kafka_keys import KEY_REUSE, key_record_key, reduced_record, sealed_key
 from ingest.sealing import MasterKeys
 from statemachines.envelope import RawEnvelope, envelope_to_json
 from statemachines.normalise import reduced_form
+from statemachines.process import standing_transitions
 from statemachines.reduced import CONTROL, erase_record
 from statemachines.routing import PARTITION_STRIDE, coordinate, position
 from streams.erasure import Erased, Request, UnknownSubject
@@ -56,6 +80,15 @@ from streams.kafka.keys import RecordOpener
 
 log = logging.getLogger("kycflow.erasure")
 ACK_TIMEOUT = 30.0  # seconds to wait for the broker to acknowledge each step
+# Seconds the clocks of the ingest hosts (which stamp a key's `created`) and of the host
+# running the erasure may disagree by.
+CLOCK_SKEW = 5.0
+
+
+def settle_after(settings: KafkaSettings) -> float:
+    """Seconds after a data key was made past which no delivery sealed under it can still
+    be accepted (the module docstring says why)."""
+    return KEY_REUSE + settings.produce_timeout + CLOCK_SKEW
 
 
 class DuePolicy(Protocol):
@@ -64,15 +97,29 @@ class DuePolicy(Protocol):
     def due_subjects(self, db_path: str) -> Sequence[str]: ...
 
 
+class Stop(Protocol):
+    def is_set(self) -> bool: ...
+
+
+class Opened(NamedTuple):
+    env: RawEnvelope
+    key_id: str | None  # the data key it is sealed under; None in the clear
+    owner: str  # the record key: the subject (or dedup key) its data keys belong to
+
+
 @dataclass
 class Plan:
     """The records one subject's reduction touches, opened."""
 
     subject: str
-    deliveries: list[RawEnvelope] = field(default_factory=list)  # not yet reduced
+    records: list[RawEnvelope] = field(default_factory=list)  # keyed by it, controls too
+    deliveries: list[RawEnvelope] = field(default_factory=list)  # to reduce
+    kept: list[RawEnvelope] = field(default_factory=list)  # reduced earlier, event kept
     reduced: int = 0  # deliveries already reduced by an earlier run
     dropped: list[RawEnvelope] = field(default_factory=list)  # quarantined, naming it
-    key_ids: dict[str, set[str]] = field(default_factory=dict)  # key subject -> key ids
+    key_ids: dict[str, set[str]] = field(default_factory=dict)  # key owner -> listed key ids
+    since: dict[int, int] = field(default_factory=dict)  # partition -> first unprojected
+    seen: set[int] = field(default_factory=set)  # positions planned
 
     @property
     def keys(self) -> int:
@@ -84,32 +131,44 @@ def erase(
 ) -> list[Erased]:
     """Erase `request.subjects` (see the module docstring); UnknownSubject, before anything
     is produced, when one has no delivery and no data key."""
+    wipe = request.scope == "all"
     with _session(settings, master) as session:
         plans = [session.plan(facts_of(db_path, s), db_path) for s in request.subjects]
         for made in plans:
             if not (made.deliveries or made.reduced or made.keys):
                 raise UnknownSubject(made.subject)
+        keep = request.keep_reference
+        for made in plans:
+            now = made.deliveries + (made.kept if wipe else [])
+            session.reduce(now, made.dropped, keep_reference=keep, wipe=wipe)
+        session.settle(plans)
         results = []
         for made in plans:
-            session.reduce(made, keep_reference=request.keep_reference)
+            session.reduce(*session.catch_up(made), keep_reference=keep, wipe=wipe)
             session.shred(made)
             at = now_iso()
-            session.record(
-                made.subject,
-                erase_record(
-                    made.subject,
-                    scope=request.scope,
-                    keep_reference=request.keep_reference,
-                    by=request.by,
-                    received_at=at,
-                    dropped=tuple(env.offset for env in made.dropped),
-                ),
-            )
-            results.append(
-                Erased(made.subject, at, len(made.deliveries), len(made.dropped), made.keys)
-            )
-            log.info("erased %s: %d deliveries reduced, %d keys", made.subject, *_counts(made))
+            session.record(made.subject, _erasure(made, request, at))
+            reduced = len(made.deliveries) + (len(made.kept) if wipe else 0)
+            results.append(Erased(made.subject, at, reduced, len(made.dropped), made.keys))
+            log.info("erased %s: %d deliveries reduced, %d keys", made.subject, reduced, made.keys)
     return results
+
+
+def _erasure(made: Plan, request: Request, at: str) -> RawEnvelope:
+    wiped = request.scope == "all"
+    return erase_record(
+        made.subject,
+        scope=request.scope,
+        keep_reference=request.keep_reference,
+        by=request.by,
+        received_at=at,
+        dropped=tuple(env.offset for env in made.dropped),
+        wiped=standing_transitions(sorted(made.records, key=_offset)) if wiped else (),
+    )
+
+
+def _offset(env: RawEnvelope) -> int:
+    return env.offset
 
 
 def retention(
@@ -125,22 +184,92 @@ def retention(
     keeping their references and not marking them erased; with `dry_run`, only count."""
     subjects = list(due if due is not None else policy.due_subjects(db_path) if policy else ())
     counts = {"subjects": 0, "deliveries": 0, "keys": 0, "dry_run": dry_run}
+    if not subjects:
+        return counts
     with _session(settings, master) as session:
+        plans = []
         for subject in subjects:
             made = session.plan(facts_of(db_path, subject), db_path, quarantine=False)
-            if not (made.deliveries or made.keys):
-                continue  # nothing of it left to reduce
-            counts["subjects"] += 1
-            counts["deliveries"] += len(made.deliveries)
-            counts["keys"] += made.keys
-            if not dry_run:
-                session.reduce(made, keep_reference=True)
+            if made.deliveries or made.keys:  # else nothing of it left to reduce
+                plans.append(made)
+        if not dry_run:
+            for made in plans:
+                session.reduce(made.deliveries, [], keep_reference=True)
+            session.settle(plans)
+            for made in plans:
+                session.reduce(session.catch_up(made)[0], [], keep_reference=True)
                 session.shred(made)
+    counts["subjects"] = len(plans)
+    counts["deliveries"] = sum(len(made.deliveries) for made in plans)
+    counts["keys"] = sum(made.keys for made in plans)
     return counts
 
 
-def _counts(made: Plan) -> tuple[int, int]:
-    return len(made.deliveries), made.keys
+def retention_loop(
+    policy: DuePolicy,
+    settings: KafkaSettings,
+    master: MasterKeys | None,
+    db_path: str,
+    interval: float,
+    stop: Stop,
+    reduced: Callable[[int], None] | None = None,
+) -> None:
+    """Apply the policy now and every `interval` seconds until `stop` is set; a failed run
+    is logged and retried at the next."""
+    while not stop.is_set():
+        try:
+            report = retention(
+                policy, settings=settings, master=master, db_path=db_path, dry_run=False
+            )
+        except Exception as exc:  # the broker may be away: the next run retries
+            log.error("retention run failed: %s: %s", type(exc).__name__, exc)
+        else:
+            if report["deliveries"]:
+                log.info(
+                    "retention %s reduced %d deliveries of %d subjects",
+                    policy, report["deliveries"], report["subjects"],
+                )  # fmt: skip
+                if reduced is not None:
+                    reduced(report["deliveries"])
+        deadline = time.monotonic() + interval
+        while time.monotonic() < deadline and not stop.is_set():
+            time.sleep(min(0.5, interval))
+
+
+class _Stopping:
+    def __init__(self, stopping: Callable[[], bool]) -> None:
+        self.is_set = stopping
+
+
+def start_retention(
+    settings: KafkaSettings,
+    db_path: str,
+    stopping: Callable[[], bool],
+    config: Mapping[str, str] | None = None,
+) -> threading.Thread | None:
+    """`retention_loop` in a daemon thread, as KYCFLOW_RETENTION and _INTERVAL say (None
+    when there is no policy); for `kycflow project`, the one process per projections
+    database. ValueError names a malformed setting; MasterKeyError a missing key."""
+    import os
+
+    from streams.config import load_config
+    from streams.erasure.retention import from_config
+    from streams.kafka.keys import master_from_env
+
+    config = load_config(os.environ, db_path) if config is None else config
+    policy, interval = from_config(config)
+    if policy is None:
+        return None
+    master = master_from_env(config, db_path)
+    thread = threading.Thread(
+        target=retention_loop,
+        args=(policy, settings, master, db_path, interval, _Stopping(stopping)),
+        name="retention",
+        daemon=True,
+    )
+    thread.start()
+    log.info("retention %s every %g s", policy, interval)
+    return thread
 
 
 @contextmanager
@@ -155,8 +284,9 @@ def _session(settings: KafkaSettings, master: MasterKeys | None) -> Iterator[_Se
 class _Session:
     def __init__(self, settings: KafkaSettings, master: MasterKeys | None) -> None:
         self.settings = settings
+        self.raw = settings.topic("raw")
         self.opener = RecordOpener(settings, master)
-        self.opener.refresh()
+        self.opener.refresh()  # the keys as of now: those listed are the ones destroyed
         self.consumer = KafkaConsumer(
             bootstrap_servers=settings.servers,
             client_id="kycflow-erase",
@@ -169,6 +299,7 @@ class _Session:
             acks="all",
             max_request_size=settings.raw_record_limit,
         )
+        self.partitions: list[int] = sorted(self.consumer.partitions_for_topic(self.raw) or ())
 
     def close(self) -> None:
         self.producer.close()
@@ -179,58 +310,84 @@ class _Session:
 
     def plan(self, facts: Facts, db_path: str, *, quarantine: bool = True) -> Plan:
         made = Plan(facts.subject)
-        positions = set(facts.offsets) | self._unprojected(facts.subject, db_path)
-        for env in self._open(sorted(positions)):
-            if env.provider == CONTROL:
-                continue
-            if env.reduced is None:
-                made.deliveries.append(env)
-            else:
-                made.reduced += 1
+        made.key_ids[facts.subject] = self.opener.keyring.key_ids(facts.subject)
+        positions = set(facts.offsets)
+        if (partition := self._partition(facts.subject)) is not None:
+            made.since[partition] = _projected_upto(db_path, partition) + 1
+            positions |= self._keyed(partition, made.since[partition], {facts.subject})
+        for found in self._open(sorted(positions)):
+            self._take(made, found)
         if quarantine and facts.needles:
-            for env in self._open(_quarantined(db_path)):
-                if env.reduced is None and any(n in env.body for n in facts.needles):
-                    made.dropped.append(env)
-        for subject in {facts.subject, *(env.dedup_key for env in made.dropped)}:
-            if ids := self.opener.keyring.key_ids(subject):
-                made.key_ids[subject] = ids
+            for found in self._open(_quarantined(db_path)):
+                if found.env.reduced is None and any(n in found.env.body for n in facts.needles):
+                    self._take_dropped(made, found, db_path)
         return made
 
-    def _unprojected(self, subject: str, db_path: str) -> set[int]:
-        """Positions of records keyed by `subject` past what the projector has seen."""
-        key = subject.encode("utf-8", "surrogatepass")
-        topic = self.settings.topic("raw")
-        partitions = sorted(self.consumer.partitions_for_topic(topic) or ())
-        if not partitions:
-            return set()
-        # The producers' default partitioner (murmur2, as every Kafka client's).
-        partition = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
-        start = _projected_upto(db_path, partition) + 1
-        return {pos for pos, k, _ in self._scan(topic, partition, start) if k == key}
+    def _take(self, made: Plan, found: Opened) -> None:
+        """A record keyed by the subject: reduced now if sealed under a listed key."""
+        env = found.env
+        made.seen.add(env.offset)
+        made.records.append(env)
+        if env.provider == CONTROL:
+            return
+        if env.reduced is not None:
+            made.reduced += 1
+            if env.reduced:
+                made.kept.append(env)
+        elif found.key_id is None or found.key_id in made.key_ids.get(found.owner, ()):
+            made.deliveries.append(env)
+        # else: under a key made after the listing — new data, left alone
 
-    def _open(self, positions: Sequence[int]) -> list[RawEnvelope]:
-        values = self._read(positions)
-        return self.opener.open([(pos, values[pos]) for pos in positions if pos in values])
+    def _take_dropped(self, made: Plan, found: Opened, db_path: str) -> None:
+        made.seen.add(found.env.offset)
+        made.dropped.append(found.env)
+        if found.owner not in made.key_ids:
+            made.key_ids[found.owner] = self.opener.keyring.key_ids(found.owner)
+            partition = self._partition(found.owner)
+            if partition is not None and partition not in made.since:
+                made.since[partition] = _projected_upto(db_path, partition) + 1
 
-    def _read(self, positions: Sequence[int]) -> dict[int, bytes]:
-        """The raw values at these positions: one sequential read per partition."""
+    def _partition(self, owner: str) -> int | None:
+        """The raw partition of a record key: the producers' default partitioner (murmur2,
+        as every Kafka client's)."""
+        if not self.partitions:
+            return None
+        key = owner.encode("utf-8", "surrogatepass")
+        return self.partitions[(int(murmur2(key)) & 0x7FFFFFFF) % len(self.partitions)]
+
+    def _keyed(self, partition: int, start: int, owners: set[str]) -> set[int]:
+        keys = {owner.encode("utf-8", "surrogatepass") for owner in owners}
+        return {pos for pos, key, _ in self._scan(partition, start) if key in keys}
+
+    def _open(self, positions: Sequence[int]) -> list[Opened]:
+        return self._opened(list(self._read(positions).items()))
+
+    def _opened(self, found: list[tuple[int, tuple[bytes, bytes]]]) -> list[Opened]:
+        envelopes = self.opener.open([(pos, value) for pos, (_, value) in found])
+        return [
+            Opened(env, sealed_key(value), key.decode("utf-8", "surrogatepass"))
+            for env, (_, (key, value)) in zip(envelopes, found, strict=True)
+        ]
+
+    def _read(self, positions: Sequence[int]) -> dict[int, tuple[bytes, bytes]]:
+        """The raw (key, value) at these positions: one sequential read per partition."""
         by_partition: dict[int, list[int]] = {}
         for pos in positions:
             partition, offset = coordinate(pos)
             by_partition.setdefault(partition, []).append(offset)
         wanted, found = set(positions), {}
-        topic = self.settings.topic("raw")
         for partition, offsets in by_partition.items():
-            for pos, _, value in self._scan(topic, partition, min(offsets), max(offsets) + 1):
+            for pos, key, value in self._scan(partition, min(offsets), max(offsets) + 1):
                 if pos in wanted:
-                    found[pos] = value
-        return found
+                    found[pos] = (key, value)
+        return dict(sorted(found.items()))
 
     def _scan(
-        self, topic: str, partition: int, start: int, end: int | None = None
+        self, partition: int, start: int, end: int | None = None
     ) -> Iterator[tuple[int, bytes, bytes]]:
-        """(position, key, value) of records [start, end) of a partition (end: its end now)."""
-        tp = TopicPartition(topic, partition)
+        """(position, key, value) of raw records [start, end) of a partition (end: its end
+        now)."""
+        tp = TopicPartition(self.raw, partition)
         self.consumer.assign([tp])
         stop = self.consumer.end_offsets([tp])[tp] if end is None else end
         self.consumer.seek(tp, start)
@@ -239,20 +396,67 @@ class _Session:
                 if message.offset < stop:
                     yield position(partition, message.offset), message.key, message.value
 
-    # -- the three steps ------------------------------------------------------------------
+    # -- the steps ------------------------------------------------------------------------
 
-    def reduce(self, made: Plan, *, keep_reference: bool) -> None:
+    def settle(self, plans: Sequence[Plan]) -> None:
+        """Wait until every listed key is past `settle_after` (step 2)."""
+        now, bound = time.time(), settle_after(self.settings)
+        created = self.opener.keyring.created
+        # A `created` ahead of this clock was made no later than now: wait from now.
+        until = max(
+            (min(created.get(k, now), now) + bound
+             for made in plans for ids in made.key_ids.values() for k in ids),
+            default=now,
+        )  # fmt: skip
+        if until > now:
+            log.info("waiting %.1f s until no ingest worker seals under the keys", until - now)
+            time.sleep(until - now)
+
+    def catch_up(self, made: Plan) -> tuple[list[RawEnvelope], list[RawEnvelope]]:
+        """Records under a listed key that arrived since the plan read (deliveries of the
+        subject, and copies of its dropped ones), taken into `made`; also the subject's
+        other new records, for `wiped`. Returns (deliveries, dropped) to reduce."""
+        deliveries, dropped = len(made.deliveries), len(made.dropped)
+        for partition, start in sorted(made.since.items()):
+            owners = {o for o in made.key_ids if self._partition(o) == partition}
+            keys = {o.encode("utf-8", "surrogatepass") for o in owners}
+            late = [
+                (pos, (key, value))
+                for pos, key, value in self._scan(partition, start)
+                if key in keys and pos not in made.seen
+            ]
+            for found in self._opened(late):
+                if found.owner == made.subject:
+                    self._take(made, found)
+                elif (
+                    found.key_id in made.key_ids.get(found.owner, ()) and found.env.reduced is None
+                ):
+                    made.seen.add(found.env.offset)
+                    made.dropped.append(found.env)  # a copy (same dedup key) of a dropped one
+        return made.deliveries[deliveries:], made.dropped[dropped:]
+
+    def reduce(
+        self,
+        deliveries: Sequence[RawEnvelope],
+        dropped: Sequence[RawEnvelope],
+        *,
+        keep_reference: bool,
+        wipe: bool = False,
+    ) -> None:
+        """Keep each delivery's event ("" with `wipe`: scope "all" keeps none)."""
         records = [
-            reduced_record(env.offset, reduced_form(env, keep_reference=keep_reference))
-            for env in made.deliveries
+            reduced_record(
+                env.offset, "" if wipe else reduced_form(env, keep_reference=keep_reference)
+            )
+            for env in deliveries
         ]
-        records += [reduced_record(env.offset, "") for env in made.dropped]
+        records += [reduced_record(env.offset, "") for env in dropped]
         self._produce(self.settings.topic("reduced"), records)
 
     def shred(self, made: Plan) -> None:
         tombstones = [
-            (key_record_key(subject, key_id), None)
-            for subject, ids in made.key_ids.items()
+            (key_record_key(owner, key_id), None)
+            for owner, ids in made.key_ids.items()
             for key_id in sorted(ids)
         ]
         self._produce(self.settings.topic("keys"), tombstones)
@@ -261,7 +465,7 @@ class _Session:
         # Keyed by the subject, not by `routing_key` (which keys what no subject claims by
         # its dedup key): the record must reach the subject's partition, after its events.
         key = subject.encode("utf-8", "surrogatepass")
-        self._produce(self.settings.topic("raw"), [(key, envelope_to_json(env))])
+        self._produce(self.raw, [(key, envelope_to_json(env))])
 
     def _produce(self, topic: str, records: Sequence[tuple[bytes, bytes | None]]) -> None:
         sent = [self.producer.send(topic, key=key, value=value) for key, value in records]

@@ -4,12 +4,14 @@ and the erased subject replays to its decision trail."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
+from statemachines.envelope import envelope_from_record
 from streams.erasure import Request, UnknownSubject
 from streams.erasure.kafka import erase, retention
 from streams.kafka.keys import RecordOpener
@@ -139,3 +141,54 @@ def test_an_erased_subject_is_noise_everywhere_and_replays_to_its_decision_trail
     positions = sorted(raw_records(stack))  # the second erasure record too
     wait_folded(stack.db, set(positions) - set(stored))
     assert comparable(again_rebuilt, positions) == comparable(stack.db, positions)
+
+
+def test_erasure_of_everything_keeps_no_event_and_names_the_transitions_it_wipes(
+    stack: KafkaStack, tmp_path: Path
+) -> None:
+    master = sealed(stack)
+    subject = "idenfy/kyc/scan-all"
+    sent = envelopes(
+        [
+            *person("scan-all", "ALDONA", "EA000001", "1981-02-03"),
+            *person("scan-other", "BIRUTE", "KB000002", "1972-04-05"),
+        ]
+    )
+    start_worker(stack)
+    stack.start_projector()
+    own = [r.offset for r in append_sealed(stack, master, sent)][:2]
+    stack.wait_projected(len(sent))
+    with sqlite3.connect(stack.db) as conn:
+        standing = [
+            r[0]
+            for r in conn.execute(
+                'SELECT "offset" FROM transitions WHERE subject = ? ORDER BY seq', (subject,)
+            )
+        ]
+    assert standing and set(standing) <= set(own)
+    earlier = set(raw_records(stack))
+
+    done = erase(
+        Request((subject,), scope="all"), settings=settings(stack), master=master,
+        db_path=str(stack.db),
+    )  # fmt: skip
+    assert [(e.deliveries, e.keys) for e in done] == [(2, 1)]
+    stored = raw_records(stack)
+    (at,) = set(stored) - earlier
+    record = json.loads(envelope_from_record(stored[at], at).body)
+    assert (record["scope"], record["wiped"]) == ("all", standing)
+    # Nothing kept of its deliveries: no event, no body.
+    opener = RecordOpener(settings(stack), master)
+    try:
+        opened = opener.open([(pos, stored[pos]) for pos in own])
+    finally:
+        opener.close()
+    assert [(env.reduced, env.body) for env in opened] == [("", b"")] * 2
+    wait_folded(stack.db, {at})
+    with sqlite3.connect(stack.db) as conn:
+        left = conn.execute("SELECT count(*) FROM transitions WHERE subject = ?", (subject,))
+        assert left.fetchone()[0] == 0
+    rebuilt = tmp_path / "rebuilt.db"
+    replay_from_kafka(settings(stack), str(rebuilt), master=master)
+    positions = sorted(stored)
+    assert comparable(rebuilt, positions) == comparable(stack.db, positions)
