@@ -13,7 +13,7 @@ from before it; the WAL is then truncated so no old page keeps what was erased.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from sqlite_utils import Database
@@ -27,6 +27,7 @@ from statemachines.process import Step, advance
 from statemachines.reduced import ERASED
 
 CHECKPOINT = "processor"
+LOAD_CHUNK = 500  # subjects per state-loading query (SQLite allows 32,766 parameters)
 
 
 def _json(value: Any) -> str:
@@ -47,13 +48,44 @@ class States(Mapping[str, SubjectState]):
         # A database being built from scratch holds no state the cache lacks: skip lookups
         # until the first eviction, after which the table is the only full record.
         self.complete = fresh
+        self.absent: set[str] = set()  # subjects `load` found no row for (this batch)
+
+    def load(self, keys: Iterable[str]) -> None:
+        """Read the stored states of a batch's subjects up front: one query per LOAD_CHUNK
+        subjects instead of one per subject (most of a busy batch's subjects are new)."""
+        if self.complete:
+            return
+        wanted = [key for key in set(keys) if key not in self.cache]
+        conn = self.db.conn
+        for start in range(0, len(wanted), LOAD_CHUNK):
+            chunk = wanted[start : start + LOAD_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute(
+                f"SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE subject IN ({marks})",
+                chunk,
+            ).fetchall()
+            for row in rows:
+                self.cache[row[0]] = state_from_row(row)
+        self.absent.update(key for key in wanted if key not in self.cache)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """As Mapping.get, without the KeyError a new subject would cost (the hot path)."""
+        state = self.cache.get(key)
+        if state is not None:
+            return state
+        if self.complete or key in self.absent:
+            return default
+        try:
+            return self[key]
+        except KeyError:
+            return default
 
     def __getitem__(self, key: str) -> SubjectState:
         state = self.cache.get(key)
         if state is None:
-            if self.complete:
+            if self.complete or key in self.absent:
                 raise KeyError(key)
-            row = self.db.execute(
+            row = self.db.conn.execute(
                 f"SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE subject = ?", (key,)
             ).fetchone()
             if row is None:
@@ -72,6 +104,7 @@ class States(Mapping[str, SubjectState]):
 
     def trim(self) -> None:
         """Forget cached states once committed: they are in the table; memory stays bounded."""
+        self.absent.clear()  # a new subject of the batch has a row now
         if len(self.cache) >= self.limit:
             self.cache.clear()
             self.complete = False
@@ -99,6 +132,7 @@ class ProjectionStore:
 
     def process_normalised(self, pairs: Sequence[tuple[RawEnvelope, Normalised]]) -> Applied:
         """As `process`, for envelopes already normalised (by a parallel reader)."""
+        self.states.load(e.subject.key for _, e in pairs if not isinstance(e, Unrecognised))
         steps = []
         for env, normalised in pairs:
             result = advance(env, normalised, self.states)
@@ -123,6 +157,7 @@ class ProjectionStore:
                 )
         except BaseException:
             self.states.cache.clear()  # it holds states of this batch, now rolled back
+            self.states.absent.clear()
             self.states.complete = False
             raise
         if rows.erasures:
