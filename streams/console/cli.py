@@ -103,6 +103,8 @@ def _now(item: dict[str, Any]) -> str:
         return f"still unreadable: {item['still']}"
     if item["now"] == reprocess.MISSING:
         return "raw body not available"
+    if item["now"] == reprocess.ERASED:
+        return "personal data erased; nothing to reprocess"
     verb = "reprocessed into" if item["now"] == reprocess.DONE else "readable, for"
     return f"{verb} {item['subject']}"
 

@@ -21,6 +21,7 @@ from projections.queries import Connection, subject_key
 from statemachines import CanonicalEvent, RawEnvelope, normalise
 
 READ, DONE, UNREADABLE, MISSING = "readable", "reprocessed", "unreadable", "missing"
+ERASED = "erased"  # the body is gone (erasure, a destroyed data key): nothing to re-deliver
 
 
 class Appender(Protocol):
@@ -29,7 +30,7 @@ class Appender(Protocol):
 
 class Assessment(NamedTuple):
     offset: int
-    state: str  # READ (can be reprocessed), DONE, UNREADABLE or MISSING (no raw body)
+    state: str  # READ (can be reprocessed), DONE, UNREADABLE, MISSING (no raw body), ERASED
     subject: str | None  # provider/kind/id the current code routes it to
     reason: str | None  # why it is still unreadable
     envelope: RawEnvelope | None
@@ -58,6 +59,9 @@ def assess(
         env = envelopes.get(row["offset"])
         if env is None:
             found.append(Assessment(row["offset"], MISSING, None, None, None))
+            continue
+        if env.reduced is not None:  # re-delivering it would append an empty body
+            found.append(Assessment(row["offset"], ERASED, None, "personal data erased", env))
             continue
         event = normalise(env)
         if not isinstance(event, CanonicalEvent):
