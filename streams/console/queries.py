@@ -39,7 +39,7 @@ def waiting(db: Connection, older_than: timedelta, now: datetime) -> list[dict[s
     """The longest-waiting verifications not changed for `older_than`, oldest first."""
     return rows(
         db,
-        f"SELECT provider, kind, id, status, updated_at FROM verifications "
+        f"SELECT provider, kind, id, status, updated_at, erased_at FROM verifications "
         f"WHERE provider IN ({_in(PROVIDERS)}) AND kind IN ({_in(KINDS)}) "
         f"AND status IN ({_in(WAITING)}) AND updated_at < ? ORDER BY updated_at LIMIT ?",
         (*PROVIDERS, *KINDS, *WAITING, stamp(now - older_than), RECENT),
@@ -65,10 +65,12 @@ def quarantine_size(db: Connection) -> int:
 
 
 def recent_transitions(db: Connection, limit: int = RECENT) -> list[dict[str, Any]]:
+    """The newest transitions, each with its subject's `erased_at` (a primary-key lookup)."""
     found = rows(
         db,
-        'SELECT seq, subject, from_status, to_status, "trigger", event_type, received_at '
-        "FROM transitions ORDER BY seq DESC LIMIT ?",
+        'SELECT t.seq, t.subject, t.from_status, t.to_status, t."trigger", t.event_type, '
+        "t.received_at, v.erased_at FROM transitions AS t "
+        "LEFT JOIN verifications AS v ON v.subject = t.subject ORDER BY t.seq DESC LIMIT ?",
         (limit,),
     )
     for row in found:

@@ -21,7 +21,7 @@ from projections import queries as projected
 from projections.api import ReadApi, Reader, Unavailable
 from statemachines import RawEnvelope
 from streams.cli import inspect
-from streams.console import auth, masking, reprocess
+from streams.console import auth, erasure, masking, reprocess
 from streams.console import queries as extra
 from streams.console.settings import ConsoleSettings
 from streams.console.throttle import LoginBudget
@@ -274,6 +274,7 @@ class Console:
         )
         context: dict[str, Any] = {
             "v": history["verification"],
+            "erasure": erasure.erasure_of(history["verification"], steps),
             "transitions": history["transitions"],
             "steps": steps,
             "documents": documents,
@@ -296,15 +297,12 @@ class Console:
         envelope = envelopes.get(offset)
         if envelope is None:
             return self.render(request, "error.html", {"message": "No such delivery."}, 404)
-        body, masked = masking.pretty(envelope.body, reveal)
-        context = {
-            "env": envelope,
-            "what": what,
-            "subject": (what or {}).get("subject"),
-            "body": body,
-            "masked": masked,
-            "revealed": reveal,
-        }
+        context = {"env": envelope, "what": what, "subject": (what or {}).get("subject")}
+        if erasure.reduced(envelope):  # the body is gone: nothing to mask or reveal
+            context.update(erased=True, kept=erasure.kept_event(envelope), revealed=False)
+        else:
+            body, masked = masking.pretty(envelope.body, reveal)
+            context.update(erased=False, body=body, masked=masked, revealed=reveal)
         return self.render(request, "raw.html", context)
 
     async def deliveries(self, request: web.Request) -> web.StreamResponse:
