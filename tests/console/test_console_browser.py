@@ -6,6 +6,7 @@ Skipped only off Linux. On Linux a missing browser is a failure: `make test` ins
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -192,6 +193,25 @@ def test_a_timeline_shows_its_status_change_live(operator: WebDriver, secured: S
     wait(browser).until(ready.text_to_be_present_in_element((By.ID, "current-status"), "approved"))
     assert before != "approved"
     assert "approved" in browser.find_element(By.ID, "transitions").text
+
+
+def test_an_erased_subject_s_timeline_says_so(operator: WebDriver, secured: Service) -> None:
+    browser = operator
+    secured.send(idenfy_identification(scan_ref="scan-erased", client_id="client-erased"))
+    wait_for(secured, "idenfy/kyc/scan-erased", 1)
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    status, _, body = secured.request(
+        "DELETE", "/verifications/idenfy/kyc/scan-erased", None, bearer
+    )
+    assert status == 200, body
+    browser.get(secured.url + "/ui/verifications/idenfy/kyc/scan-erased")
+    note = wait(browser).until(ready.visibility_of_element_located((By.ID, "erased-note")))
+    assert note.text.startswith(f"Personal data erased at {json.loads(body)['erased_at']}")
+    assert "erasure of personal data" in browser.find_element(By.ID, "steps").text
+    browser.find_element(By.CSS_SELECTOR, "#steps a[href^='/ui/deliveries/']").click()
+    kept = wait(browser).until(ready.presence_of_element_located((By.ID, "kept")))
+    assert '"status": "approved"' in kept.text and "AB123456" not in browser.page_source
+    assert browser.find_elements(By.ID, "reveal") == []
 
 
 def test_reprocess_the_quarantine_after_a_fix(signed_out: WebDriver, fixed: Service) -> None:
