@@ -88,9 +88,17 @@ class TopicView:
 class RecordOpener:
     """Opens raw records as the fold reads them (see the module docstring)."""
 
-    def __init__(self, settings: KafkaSettings, master: MasterKeys | None) -> None:
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        master: MasterKeys | None,
+        find_master: Callable[[], MasterKeys | None] | None = None,
+    ) -> None:
         self.settings = settings
         self.keyring = Keyring(master)
+        # Without a master key, asked again when sealed records turn up: a worker started
+        # before `serve` made its first-run key finds it then.
+        self.find_master = find_master if master is None else None
         self.reduced: dict[int, str] = {}
         self.destroyed: set[str] = set()  # key ids found missing after a read to the end
         self._keys: TopicView | None = None
@@ -111,6 +119,8 @@ class RecordOpener:
         if self._keys is None:
             self._keys = TopicView(self.settings, self.settings.topic("keys"), self.keyring.apply)
         self._keys.catch_up()
+        if self.keyring.master is None and self.find_master is not None and self.keyring.wrapped:
+            self.keyring.master = self.find_master()
         self._await_young_keys(records)
         # Read after these records were: a key still unknown was destroyed (ingest.kafka_keys).
         destroyed = self._unknown(records)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -53,8 +54,9 @@ from statemachines.envelope import RawEnvelope
 from statemachines.fold import SubjectState
 from statemachines.process import step
 from statemachines.routing import coordinate, position
+from streams.config import db_path, load_config
 from streams.kafka.config import KafkaSettings, ensure_topics
-from streams.kafka.keys import RecordOpener, check_master
+from streams.kafka.keys import RecordOpener, check_master, master_from_env
 from streams.kafka.outputs import OutputProducer
 from streams.kafka.status import start_status
 from streams.kafka.transport import Transport
@@ -142,7 +144,7 @@ class Folder:
         self, app: faust.App, settings: KafkaSettings, table: Any, master: MasterKeys | None
     ) -> None:
         self.app, self.settings, self.table = app, settings, table
-        self.opener = RecordOpener(settings, master)
+        self.opener = RecordOpener(settings, master, _configured_master)
         self.topics = {s: settings.topic(s) for s in (STATUS, TRANSITIONS, ANNOTATIONS, QUARANTINE)}
         self.outputs = OutputProducer(settings.servers)
         self.folded = 0  # raw records folded by this process (a metric)
@@ -252,6 +254,13 @@ class Folder:
             len(found), topic, partition, start, end - 1,
         )  # fmt: skip
         return found
+
+
+def _configured_master() -> MasterKeys | None:
+    """The master key as `kycflow worker` finds it: configured, or `serve`'s first-run file
+    beside the database (made after this worker started, on a fresh deployment)."""
+    config = load_config(os.environ)
+    return master_from_env(config, db_path(config))
 
 
 def _as_state(value: Any) -> Any:
