@@ -9,7 +9,7 @@
   as a recovery that never resumes them would leave them.
 - stuck: resuming raw partitions has no effect, so they are never fetched and nothing
   in-process can help: the worker must give up and exit non-zero.
-Everything else is the real worker (`run_worker`), on the real broker.
+Everything else is the real worker (`run_worker`, with the master key), on the real broker.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
-from streams.config import load_config
+from streams.config import db_path, load_config
 from streams.kafka import transport, worker
 from streams.kafka.config import KafkaSettings
+from streams.kafka.keys import master_from_env
 
 log = logging.getLogger("kycflow.fault")
 
@@ -46,7 +47,8 @@ def true_ends(settings: KafkaSettings) -> dict[int, int]:
 
 
 def skip(app: Any, settings: KafkaSettings) -> None:
-    raw, ends, done = settings.topic("raw"), true_ends(settings), []
+    raw, ends = settings.topic("raw"), true_ends(settings)
+    done: list[Any] = []
 
     async def on_assigned(sender: Any, assigned: Any, **_: Any) -> None:
         tps = sorted(tp for tp in assigned if tp.topic == raw)
@@ -90,17 +92,19 @@ def stuck(app: Any, settings: KafkaSettings) -> None:
 
 
 def main(fault: str) -> int:
-    settings = KafkaSettings.from_config(load_config(os.environ))
+    config = load_config(os.environ)
+    settings = KafkaSettings.from_config(config)
     assert settings is not None
+    master = master_from_env(config, db_path(config))  # as `kycflow worker` gets it
     build = worker.build_app
 
-    def faulty(settings: KafkaSettings) -> tuple[Any, Any]:
-        app, folder = build(settings)
+    def faulty(settings: KafkaSettings, *args: Any) -> tuple[Any, Any]:
+        app, folder = build(settings, *args)
         {"skip": skip, "pause": pause, "stuck": stuck}[fault](app, settings)
         return app, folder
 
     worker.build_app = faulty  # type: ignore[assignment]
-    return worker.run_worker(settings)
+    return worker.run_worker(settings, master=master)
 
 
 if __name__ == "__main__":

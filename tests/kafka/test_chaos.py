@@ -16,11 +16,10 @@ import sqlite3
 import time
 from pathlib import Path
 
-from statemachines.envelope import envelope_from_record
 from statemachines.process import replay
 from tests.kafka.chaos import Deployment, Senders, symptoms, traffic
 from tests.kafka.stack import Broker, KafkaStack, raw_records
-from tests.kafka.test_kafka_mode import comparable
+from tests.kafka.test_kafka_mode import comparable, opened
 
 # 7 runs x 3 kill/restart cycles: 21 cycles in about three minutes on two cores.
 SEEDS = range(1, 1 + int(os.environ.get("KYCFLOW_CHAOS_RUNS", "7")))
@@ -64,7 +63,7 @@ def one_run(broker: Broker, root: Path, seed: int) -> None:
 
 def check_converged(stack: KafkaStack, stored: dict[int, bytes], root: Path, seed: int) -> None:
     positions = sorted(stored)
-    reference = replay([envelope_from_record(stored[pos], pos) for pos in positions])
+    reference = replay(opened(stack, [(pos, stored[pos]) for pos in positions]))  # sealed
     with sqlite3.connect(stack.db) as db:
         rows = {
             subject: (status, version)

@@ -110,6 +110,7 @@ def test_a_hung_or_dead_broker_gets_503_never_a_2xx_for_an_unwritten_webhook(
         for thread in clients:
             thread.start()
         time.sleep(1.0)
+        assert broker.process is not None
         broker.process.send_signal(signal.SIGSTOP)  # hung: nothing acknowledged
         time.sleep(3.0)  # > KYCFLOW_KAFKA_PRODUCE_TIMEOUT (2 s)
         broker.process.send_signal(signal.SIGCONT)

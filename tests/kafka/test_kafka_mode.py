@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from ingest import rawlog
-from statemachines.envelope import RawEnvelope, envelope_from_record
+from statemachines.envelope import RawEnvelope
 from statemachines.process import replay
+from streams.kafka.config import KafkaSettings
+from streams.kafka.keys import RecordOpener, master_from_env
 from tests.e2e.service import CREDENTIALS, Service
 from tests.e2e.test_embedded import families, shuffled_with_duplicates
 from tests.kafka.stack import KafkaStack, append_to_kafka, raw_records
@@ -53,12 +55,24 @@ def test_every_family_flows_from_http_to_the_read_api(stack: KafkaStack) -> None
     # Served rows are exactly the reference fold of what the raw topic holds.
     stored = raw_records(stack)
     assert sorted(stored) == sorted(offsets)
-    reference = replay([envelope_from_record(stored[pos], pos) for pos in offsets])
+    reference = replay(opened(stack, [(pos, stored[pos]) for pos in offsets]))
     for key, state in reference.items():
         assert service.get(f"/verifications/{key}")[1] == state.public(), key
     with sqlite3.connect(stack.db) as db:
         quarantined = db.execute('SELECT "offset", reason FROM quarantine').fetchall()
     assert quarantined == [(offsets[-1], quarantined[0][1])], "the unreadable body is kept"
+
+
+def opened(stack: KafkaStack, records: list[tuple[int, bytes]]) -> list[RawEnvelope]:
+    """Raw records as the worker reads them: sealed ones opened with the deployment's
+    master key (`serve` made it on first run, beside the database)."""
+    settings = KafkaSettings.from_config(stack.env)
+    assert settings is not None
+    opener = RecordOpener(settings, master_from_env(stack.env, str(stack.db)))
+    try:
+        return opener.open(records)
+    finally:
+        opener.close()
 
 
 def test_ingest_produces_with_an_idempotent_producer(stack: KafkaStack) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from streams.kafka.keys import RecordOpener
@@ -14,7 +13,6 @@ from tests.e2e.service import KYCFLOW
 from tests.kafka.stack import KafkaStack, raw_records
 from tests.kafka.test_kafka_mode import comparable, traffic
 from tests.kafka.test_sealing_helpers import (
-    WORKER,
     append_sealed,
     envelopes,
     key_text,
@@ -74,7 +72,7 @@ def test_a_worker_without_the_right_master_key_stops_with_one_line(stack: KafkaS
     assert master.current in missing.stderr and "none is configured" in missing.stderr
 
     wrong = subprocess.run(
-        [sys.executable, "-c", WORKER],  # `kycflow worker` once it passes the key on
+        [KYCFLOW, "worker"],
         env={**env, "KYCFLOW_MASTER_KEY": key_text()},
         capture_output=True,
         text=True,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,21 +16,6 @@ from statemachines.envelope import RawEnvelope
 from streams.kafka.config import KafkaSettings
 from streams.simulator import samples
 from tests.kafka.stack import KafkaStack
-
-# The worker as `kycflow worker` runs it once it is given the master key (streams.cli).
-WORKER = """
-import os, sys
-from ingest.sealing import MasterKeyError
-from streams.kafka.config import KafkaSettings
-from streams.kafka.keys import master_from_env
-from streams.kafka.worker import run_worker
-try:
-    master = master_from_env(os.environ)
-    sys.exit(run_worker(KafkaSettings.from_config(os.environ), master=master))
-except MasterKeyError as exc:
-    print(exc, file=sys.stderr)
-    sys.exit(2)
-"""
 
 
 def key_text() -> str:
@@ -51,7 +35,8 @@ def settings(stack: KafkaStack) -> KafkaSettings:
 
 
 def start_worker(stack: KafkaStack) -> None:
-    stack.start_worker(argv=[sys.executable, "-c", WORKER])
+    """`kycflow worker`, given the deployment's master key as an operator gives it."""
+    stack.start_worker()
 
 
 def person(scan_ref: str, first: str, number: str, dob: str) -> list[samples.Webhook]:
