@@ -249,15 +249,18 @@ def start_retention(
 ) -> threading.Thread | None:
     """`retention_loop` in a daemon thread, as KYCFLOW_RETENTION and _INTERVAL say (None
     when there is no policy); for `kycflow project`, the one process per projections
-    database. ValueError names a malformed setting; MasterKeyError a missing key."""
+    database. ConfigError names a malformed setting; MasterKeyError a missing key."""
     import os
 
-    from streams.config import load_config
+    from streams.config import ConfigError, load_config
     from streams.erasure.retention import from_config
     from streams.kafka.keys import master_from_env
 
     config = load_config(os.environ, db_path) if config is None else config
-    policy, interval = from_config(config)
+    try:
+        policy, interval = from_config(config)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if policy is None:
         return None
     master = master_from_env(config, db_path)

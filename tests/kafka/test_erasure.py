@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 
 from statemachines.envelope import envelope_from_record
 from streams.erasure import Request, UnknownSubject
-from streams.erasure.kafka import erase, retention
+from streams.erasure.kafka import erase, retention, start_retention
 from streams.kafka.keys import RecordOpener
 from streams.kafka.replay import replay_from_kafka
 from tests.kafka.stack import KafkaStack, raw_records
@@ -192,3 +193,31 @@ def test_erasure_of_everything_keeps_no_event_and_names_the_transitions_it_wipes
     replay_from_kafka(settings(stack), str(rebuilt), master=master)
     positions = sorted(stored)
     assert comparable(rebuilt, positions) == comparable(stack.db, positions)
+
+
+def test_retention_applies_the_policy_continuously_until_stopped(stack: KafkaStack) -> None:
+    """`start_retention`, as `kycflow project` runs it: the bodies of a due subject go, its
+    projection stays; no policy, no thread."""
+    master = sealed(stack)
+    start_worker(stack)
+    stack.start_projector()
+    sent = envelopes(person("scan-old", "BIRUTE", "KB000002", "1972-04-05"))
+    append_sealed(stack, master, sent)
+    stack.wait_projected(len(sent))
+    kept = status_of(stack.db, "idenfy/kyc/scan-old")
+    assert start_retention(settings(stack), str(stack.db), lambda: False, stack.env) is None
+
+    stop = threading.Event()
+    policy = {"KYCFLOW_RETENTION": "last+0s", "KYCFLOW_RETENTION_INTERVAL": "0.5"}
+    thread = start_retention(settings(stack), str(stack.db), stop.is_set, {**stack.env, **policy})
+    assert thread is not None
+    try:
+        deadline = time.monotonic() + 60
+        while any(v in opened_bodies(stack, master) for v in KEPT):
+            assert time.monotonic() < deadline, "retention did not run"
+            time.sleep(0.5)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert status_of(stack.db, "idenfy/kyc/scan-old") == kept
