@@ -86,7 +86,7 @@ async def run_http(
     if kafka is not None:
         from streams.kafka.replay import fetch_positions
 
-        raw = functools.partial(fetch_positions, kafka)
+        raw = functools.partial(fetch_positions, kafka, master=settings.master)
     setup_console(
         app,
         settings.db,
