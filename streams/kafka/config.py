@@ -157,8 +157,17 @@ def ensure_topics(settings: KafkaSettings, timeout: float = 10.0) -> list[str]:
     )
     try:
         existing = set(admin.list_topics())
+        # One partition of data keys: ingest sends a key record with most deliveries, and
+        # the broker's work per produce grows with the partitions it touches; every reader
+        # reads the whole topic anyway.
+        single = {settings.topic("keys")}
         wanted = [
-            NewTopic(name, settings.partitions, settings.replication, topic_configs=configs)
+            NewTopic(
+                name,
+                1 if name in single else settings.partitions,
+                settings.replication,
+                topic_configs=configs,
+            )
             for name, configs in topic_configs(settings).items()
             if name not in existing
         ]
