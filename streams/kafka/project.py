@@ -21,6 +21,7 @@ from projections.schema import open_projections
 from projections.topics import Record, TopicProjection
 from statemachines.codec import ANNOTATIONS, QUARANTINE, STATUS, TRANSITIONS
 from streams.config import KycflowError
+from streams.erasure.kafka import start_retention
 from streams.kafka.config import KafkaSettings, ensure_topics
 from streams.kafka.projector_watch import ProjectorWatch
 from streams.kafka.status import start_status
@@ -53,6 +54,9 @@ def run_projector(
     consumer, kinds = _consumer(settings, projection.offsets())
     log.info("projecting %s into %s", ", ".join(kinds), db_path)
     status = start_status(settings.metrics_host, settings.projector_metrics_port, "projector")
+    # KYCFLOW_RETENTION: the one process per projections database applies it (a daemon
+    # thread; the policy reads this database to find the subjects due).
+    start_retention(settings, db_path, stopping)
     partitions = sorted(consumer.assignment())
     watch = ProjectorWatch(consumer, partitions, projection.offsets, settings.stall_timeout, status)
     applied = 0
