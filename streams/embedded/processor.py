@@ -2,7 +2,7 @@
 
 It reads what the writer committed, in log order, from the checkpoint on; each batch and
 the new checkpoint are applied in one transaction (`ProjectionStore.apply`). Under load it
-takes up to `batch` envelopes at once; when idle it polls every few milliseconds, which
+takes up to `BATCH` envelopes at once; when idle it polls every few milliseconds, which
 keeps ingest-to-projection latency low without any signalling between processes.
 """
 
@@ -22,6 +22,11 @@ from statemachines.reduced import CONTROL
 from streams.erasure.embedded import truncate
 
 log = logging.getLogger("kycflow.processor")
+# Envelopes per transaction under load (when idle a batch is whatever arrived since the last
+# poll). Subject keys are random, so each batch dirties index pages all over the file and its
+# commit writes them all to the WAL: that cost is per page, not per row, so larger batches
+# amortise it (A/B: 1.3x events/s at 5,000 against 1,000 on the replay mix).
+BATCH = 5000
 
 
 class Stop(Protocol):
@@ -42,7 +47,7 @@ def run_processor(
     stop: Stop,
     metrics: ProcessorMetrics | None = None,
     *,
-    batch: int = 1000,
+    batch: int = BATCH,
     idle: float = 0.005,
     master: MasterKeys | None = None,
 ) -> None:
