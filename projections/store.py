@@ -30,8 +30,8 @@ CHECKPOINT = "processor"
 LOAD_CHUNK = 500  # subjects per state-loading query (SQLite allows 32,766 parameters)
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+# Built once: json.dumps with non-default options builds an encoder per call (~2x slower).
+_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _json_list(values: Sequence[str]) -> str:
@@ -210,9 +210,10 @@ class _Rows:
         self.wiped.append((key, offset))
 
     def write(self, conn: Any) -> None:
-        conn.executemany(
-            _VERIFICATION_SQL, [verification_row(state) for state in self.states.values()]
-        )
+        # In key order: subject keys are random, and sorted upserts walk the subject index
+        # leaf by leaf instead of jumping across it (the rows are the same either way).
+        states = sorted(self.states.items())
+        conn.executemany(_VERIFICATION_SQL, [verification_row(state) for _, state in states])
         documents = [
             document_row(s) for s in self.states.values() if s.subject.kind == "kyb_document"
         ]
