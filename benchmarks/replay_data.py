@@ -4,17 +4,24 @@ Per subject one provider's lifecycle (iDenfy preliminary + manual; Ondato IDV an
 events; IDWise steps, journey, review), from templates whose ids are swapped per subject,
 so a million envelopes take seconds to build. Written in big transactions without fsync:
 it is benchmark input, not data anyone acknowledged.
+
+With a master key the rows are sealed as the service's writer seals them (ingest.sealing):
+one data key per subject (routing key), wrapped by the master key, headers and body under
+it. Replay then pays for unwrapping and unsealing as it does on a production log.
 """
 
 from __future__ import annotations
 
-import json
 import random
 import uuid
 from pathlib import Path
 
-from ingest import rawlog
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from ingest import rawlog, sealing
+from ingest.sealing import MasterKeys
 from statemachines.envelope import RawEnvelope
+from statemachines.routing import routing_key
 from tests import payloads as p
 from tests.payloads import Webhook
 
@@ -57,12 +64,13 @@ def templates() -> list[list[Webhook]]:
     ]
 
 
-def build_raw_log(path: Path, events: int, seed: int = 7) -> None:
+def build_raw_log(path: Path, events: int, seed: int = 7, master: MasterKeys | None = None) -> None:
     rng = random.Random(seed)
     conn = rawlog.connect(path)
     conn.execute("PRAGMA synchronous=OFF")
     lifecycles = templates()
-    batch: list[tuple[object, ...]] = []
+    rows: list[tuple[object, ...]] = []
+    keys = _Keys(master)
     written = subjects = 0
     while written < events:
         subjects += 1
@@ -79,27 +87,54 @@ def build_raw_log(path: Path, events: int, seed: int = 7) -> None:
                 auth_method="bench",
                 remote_addr="127.0.0.1",
             )
-            batch.append(
-                (
-                    env.provider,
-                    env.received_at,
-                    json.dumps(dict(env.headers)),
-                    env.body,
-                    env.dedup_key,
-                    env.body_sha256,
-                    0,
-                    env.auth_method,
-                    env.remote_addr,
-                )
-            )
+            rows.append(keys.row(env))
             written += 1
-        if len(batch) >= 20_000 or written >= events:
+        if len(rows) >= 20_000 or written >= events:
             conn.execute("BEGIN")
             conn.executemany(
+                "INSERT INTO data_keys (key_id, subject, master, wrapped) VALUES (?,?,?,?)",
+                keys.created,
+            )
+            conn.executemany(
                 "INSERT INTO raw_log (provider, received_at, headers, body, dedup_key, "
-                "body_sha256, duplicate, auth_method, remote_addr) VALUES (?,?,?,?,?,?,?,?,?)",
-                batch,
+                "body_sha256, duplicate, auth_method, remote_addr, key_id) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                rows,
             )
             conn.execute("COMMIT")
-            batch.clear()
+            rows.clear()
+            keys.created.clear()
     conn.close()
+
+
+class _Keys:
+    """Data keys by subject, as the writer makes them (rawlog.RawLogWriter._data_key)."""
+
+    def __init__(self, master: MasterKeys | None) -> None:
+        self.master = master
+        self.by_subject: dict[str, tuple[int, AESGCM]] = {}
+        self.created: list[tuple[int, str, str, bytes]] = []  # rows for data_keys
+        self.last_id = 0
+
+    def row(self, env: RawEnvelope) -> tuple[object, ...]:
+        provider, received_at, headers, body, key, sha, auth, remote, _ = rawlog.row_of(env)
+        key_id = None
+        if self.master is not None:
+            key_id, data_key = self._key(routing_key(env).decode("utf-8", "surrogatepass"))
+            aad = sealing.record_aad(provider, key)
+            body = sealing.seal(data_key, headers.encode(), body, aad)
+            headers = "{}"
+        return (provider, received_at, headers, body, key, sha, 0, auth, remote, key_id)
+
+    def _key(self, subject: str) -> tuple[int, AESGCM]:
+        found = self.by_subject.get(subject)
+        if found is None:
+            assert self.master is not None
+            raw = sealing.new_data_key()
+            fingerprint, wrapped = self.master.wrap(subject, raw)
+            if len(self.by_subject) > 1000:  # a subject's deliveries are written together
+                self.by_subject.clear()
+            self.last_id += 1
+            found = self.by_subject[subject] = (self.last_id, AESGCM(raw))
+            self.created.append((found[0], subject, fingerprint, wrapped))
+        return found
