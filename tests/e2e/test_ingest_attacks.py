@@ -25,7 +25,7 @@ import pytest
 
 from tests import payloads as p
 from tests.e2e.service import CREDENTIALS, Service, signed
-from tests.e2e.test_ingest_http import assert_accepted, assert_refused, raw_log
+from tests.e2e.test_ingest_http import assert_accepted, assert_refused
 
 Header = tuple[str, str | bytes]
 IDWISE_HEADER_SECRET = "custom-header-secret-7f3a"
@@ -95,7 +95,17 @@ def idwise(event_id: str) -> tuple[bytes, list[Header]]:
 
 
 def stored(svc: Service) -> list[tuple[Any, ...]]:
-    return raw_log(svc, '"offset", headers, body')
+    """(offset, headers JSON, body) of every stored delivery, opened with the service's key
+    (bodies and kept headers are sealed at rest)."""
+    from ingest import rawlog
+    from streams import masterkeys
+
+    master = masterkeys.for_reading({}, str(svc.db))
+    conn = rawlog.connect(rawlog.raw_log_path(svc.db), readonly=True, master=master)
+    try:
+        return [(e.offset, json.dumps(dict(e.headers)), e.body) for e in rawlog.iterate(conn)]
+    finally:
+        conn.close()
 
 
 def offsets(svc: Service) -> list[int]:
