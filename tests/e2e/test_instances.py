@@ -159,7 +159,7 @@ def test_a_clean_stop_and_replays_leave_only_the_databases(
         assert "kycflow.db.lock" in listing(tmp_path)
     finally:
         assert service.stop() == 0
-    databases = ["kycflow.db", "kycflow.log", "kycflow.raw.db"]
+    databases = ["kycflow.db", "kycflow.log", "kycflow.master.key", "kycflow.raw.db"]
     assert listing(tmp_path) == databases  # no -wal, -shm, lock or scratch file
     assert list(tmpdir_env.iterdir()) == []  # nor the writer's socket directory
 
