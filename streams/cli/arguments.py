@@ -54,3 +54,10 @@ def path(text: str) -> str:
 positive = whole_number(1)
 port = whole_number(1, 65535)
 database = path
+
+
+def reference(text: str) -> str:
+    """An integrator reference (`--reference`): any non-empty text."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a non-empty reference")
+    return text

@@ -22,7 +22,7 @@ from projections.locking import tidy
 from statemachines.envelope import PROVIDERS
 from streams import masterkeys
 from streams.cli import environment
-from streams.cli.arguments import database
+from streams.cli.arguments import database, reference
 from streams.cli.failures import database_problem
 from streams.config import db_path, load_config
 from streams.erasure import Erased, Request, UnknownSubject, embedded, retention
@@ -223,7 +223,7 @@ def add_erasure_commands(commands: Any, command: Any) -> None:
     add("provider", nargs="?", choices=PROVIDERS, metavar="PROVIDER", help=", ".join(PROVIDERS))
     add("kind", nargs="?", metavar="KIND", help="kyc, kyb, kyb_document, aml_monitoring, …")
     add("id", nargs="?", metavar="ID", help="the provider's id of the subject")
-    add("--reference", metavar="REF", type=_reference, help="every subject with this reference")
+    add("--reference", metavar="REF", type=reference, help="every subject with this reference")
     add("--all", action="store_true", help="erase the decision trail too")
     add("--keep-reference", action="store_true", help="keep the integrator's reference")
     _common(erase, _erase)
@@ -248,9 +248,3 @@ def _common(parser: argparse.ArgumentParser, handler: Callable[[argparse.Namespa
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.set_defaults(handler=handler)
-
-
-def _reference(text: str) -> str:
-    if not text:
-        raise argparse.ArgumentTypeError("expected a non-empty reference")
-    return text

@@ -35,7 +35,7 @@ from statemachines.envelope import PROVIDERS
 from streams import masterkeys
 from streams.cli import environment
 from streams.cli import inspect as inspection
-from streams.cli.arguments import HelpFormatter, database, port, whole_number
+from streams.cli.arguments import HelpFormatter, database, port, reference, whole_number
 from streams.cli.erasure_commands import add_erasure_commands
 from streams.cli.failures import database_problem, describe, host_problem, quiet_broken_pipe
 from streams.cli.kafka_commands import add_kafka_commands, kafka_settings
@@ -368,18 +368,12 @@ def _add_inspect(commands: Any) -> None:
     inspect.add_argument(
         "--reference",
         metavar="REF",
-        type=_reference,
+        type=reference,
         help="instead of PROVIDER KIND ID: every subject with this integrator id of yours",
     )
     _database_flag(inspect)
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.set_defaults(handler=_inspect)
-
-
-def _reference(text: str) -> str:
-    if not text:
-        raise argparse.ArgumentTypeError("expected a non-empty reference")
-    return text
 
 
 def _inspect_usage(args: argparse.Namespace) -> str | None:
