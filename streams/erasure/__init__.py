@@ -14,6 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from statemachines.envelope import RawEnvelope
+from statemachines.reduced import erase_record
+
 
 class UnknownSubject(LookupError):
     """No delivery of this subject (or this reference) is known: a 404, exit status 1."""
@@ -38,3 +41,23 @@ class Erased:
     deliveries: int  # deliveries reduced (their events kept)
     dropped: int  # quarantined deliveries that named the subject, reduced to nothing
     keys: int  # data keys destroyed
+
+
+def record_of(
+    request: Request,
+    subject: str,
+    received_at: str,
+    *,
+    dropped: tuple[int, ...],
+    wiped: tuple[int, ...],
+) -> RawEnvelope:
+    """The erasure record of `subject` that `request` asks for (both modes append it)."""
+    return erase_record(
+        subject,
+        scope=request.scope,
+        keep_reference=request.keep_reference,
+        by=request.by,
+        received_at=received_at,
+        dropped=dropped,
+        wiped=wiped,
+    )

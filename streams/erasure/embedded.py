@@ -38,8 +38,8 @@ from projections.store import ProjectionStore
 from statemachines.envelope import RawEnvelope
 from statemachines.normalise import normalise, reduced_form
 from statemachines.process import standing_transitions
-from statemachines.reduced import CONTROL, erase_record
-from streams.erasure import Erased, Request, UnknownSubject
+from statemachines.reduced import CONTROL
+from streams.erasure import Erased, Request, UnknownSubject, record_of
 
 log = logging.getLogger("kycflow.erasure")
 BUSY_MS = 10_000  # the writer holds the lock for one group commit at a time: milliseconds
@@ -173,15 +173,8 @@ def _erase_in_raw_log(
             at = now_iso()
             wiped = _standing(cur, made) if request.scope == "all" else ()
             apply(cur, made, keep_reference=request.keep_reference, scope=request.scope)
-            record = erase_record(
-                made.subject,
-                scope=request.scope,
-                keep_reference=request.keep_reference,
-                by=request.by,
-                received_at=at,
-                dropped=tuple(env.offset for env in made.dropped),
-                wiped=wiped,
-            )
+            dropped = tuple(env.offset for env in made.dropped)
+            record = record_of(request, made.subject, at, dropped=dropped, wiped=wiped)
             last = append_record(cur, record)
             keys = len(made.key_ids) + len(made.dropped_keys)
             results.append(Erased(made.subject, at, len(made.deliveries), len(made.dropped), keys))

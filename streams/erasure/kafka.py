@@ -71,9 +71,9 @@ from ingest.sealing import MasterKeys
 from statemachines.envelope import RawEnvelope, envelope_to_json
 from statemachines.normalise import reduced_form
 from statemachines.process import standing_transitions
-from statemachines.reduced import CONTROL, erase_record
+from statemachines.reduced import CONTROL
 from statemachines.routing import PARTITION_STRIDE, coordinate, position
-from streams.erasure import Erased, Request, UnknownSubject
+from streams.erasure import Erased, Request, UnknownSubject, record_of
 from streams.erasure.embedded import Facts, facts_of, now_iso
 from streams.kafka.config import KafkaSettings
 from streams.kafka.keys import RecordOpener
@@ -155,16 +155,10 @@ def erase(
 
 
 def _erasure(made: Plan, request: Request, at: str) -> RawEnvelope:
-    wiped = request.scope == "all"
-    return erase_record(
-        made.subject,
-        scope=request.scope,
-        keep_reference=request.keep_reference,
-        by=request.by,
-        received_at=at,
-        dropped=tuple(env.offset for env in made.dropped),
-        wiped=standing_transitions(sorted(made.records, key=_offset)) if wiped else (),
-    )
+    everything = request.scope == "all"
+    wiped = standing_transitions(sorted(made.records, key=_offset)) if everything else ()
+    dropped = tuple(env.offset for env in made.dropped)
+    return record_of(request, made.subject, at, dropped=dropped, wiped=wiped)
 
 
 def _offset(env: RawEnvelope) -> int:
