@@ -162,6 +162,17 @@ def load_master_keys(config: Mapping[str, str], db_path: str | Path) -> MasterKe
     return MasterKeys.parse(text, source)
 
 
+def configured_master_keys(
+    config: Mapping[str, str], db_path: str | Path | None = None
+) -> MasterKeys | None:
+    """The master keys given (KYCFLOW_MASTER_KEY, else KYCFLOW_MASTER_KEY_FILE, else the
+    first-run file beside the database when it exists); None when there are none."""
+    named = any((config.get(k) or "").strip() for k in (MASTER_KEY, MASTER_KEY_FILE))
+    if named or (db_path is not None and master_key_path(db_path).exists()):
+        return load_master_keys(config, db_path or ".")
+    return None
+
+
 def ensure_master_key(config: Mapping[str, str], db_path: str | Path) -> Path | None:
     """First run: create the master key file beside the database when no key is configured.
 

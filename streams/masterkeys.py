@@ -29,17 +29,15 @@ def for_serving(config: Mapping[str, str], db_path: str) -> tuple[MasterKeys | N
     if kafka is not None:
         return _for_serving_kafka(config, db_path, kafka)
     raw_path = rawlog.raw_log_path(db_path)
-    sealed = _holds_data_keys(raw_path)
-    created = None
-    if not sealed and sealing.encryption_enabled(config):
-        created = sealing.ensure_master_key(config, db_path)
-    if not sealed and not sealing.encryption_enabled(config) and not _configured(config, db_path):
-        return None, None
-    master = sealing.load_master_keys(config, db_path)
-    if sealed:
+    if _holds_data_keys(raw_path):  # a key must open them: loading says which is missing
+        master = sealing.load_master_keys(config, db_path)
         with contextlib.closing(rawlog.connect(raw_path, readonly=True)) as conn:
             rawlog.check_master(conn, master)
-    return master, created
+        return master, None
+    created = None
+    if sealing.encryption_enabled(config):
+        created = sealing.ensure_master_key(config, db_path)
+    return sealing.configured_master_keys(config, db_path), created
 
 
 def _for_serving_kafka(
@@ -81,22 +79,13 @@ def raw_reader(config: Mapping[str, str], db_path: str) -> rawlog.Reader:
     return rawlog.reader(db_path, for_reading(config, db_path))
 
 
-def _configured(config: Mapping[str, str], db_path: str) -> bool:
-    named = any(
-        (config.get(k) or "").strip() for k in (sealing.MASTER_KEY, sealing.MASTER_KEY_FILE)
-    )
-    return named or sealing.master_key_path(db_path).exists()
-
-
 def _holds_data_keys(raw_path: Path) -> bool:
     if not raw_path.exists():
         return False
     with contextlib.closing(rawlog.connect(raw_path, readonly=True)) as conn:
         try:
             return rawlog.holds_data_keys(conn)
-        except (
-            sqlite3.OperationalError
-        ):  # a log from before encryption at rest has no data_keys table
+        except sqlite3.OperationalError:  # from before encryption at rest: no data_keys
             return False
 
 

@@ -29,15 +29,9 @@ from streams.kafka.config import KafkaSettings
 
 
 def master_from_env(config: Mapping[str, str], db_path: str | None = None) -> MasterKeys | None:
-    """The master keys a Kafka-mode process was given: KYCFLOW_MASTER_KEY, else the file
-    KYCFLOW_MASTER_KEY_FILE names, else `serve`'s first-run file beside the database (when
-    it exists on this host); None when there is none."""
-    named = any(
-        (config.get(k) or "").strip() for k in (sealing.MASTER_KEY, sealing.MASTER_KEY_FILE)
-    )
-    if named or (db_path is not None and sealing.master_key_path(db_path).exists()):
-        return sealing.load_master_keys(config, db_path or ".")
-    return None
+    """The master keys a Kafka-mode process was given (`sealing.configured_master_keys`):
+    on another host than `serve` there is no first-run file, only the settings."""
+    return sealing.configured_master_keys(config, db_path)
 
 
 def _received(value: bytes) -> float:
