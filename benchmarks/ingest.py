@@ -10,8 +10,9 @@ always first after a pause): WARMUP seconds of load, the processor left to catch
 DURATION measured seconds of `wrk -t1 -c64`. This host's speed drifts between runs and
 others share its cores: the ratios within a round are the figures that travel.
 
-KYCFLOW_BENCH_VARIANTS, a JSON object, replaces the default variants, e.g.
-    {"encryption on": {}, "encryption off": {"KYCFLOW_ENCRYPTION": "off"}}
+By default two variants, so that encryption at rest's cost is measured in the same run:
+raw bodies sealed (the default) and KYCFLOW_ENCRYPTION=off. KYCFLOW_BENCH_VARIANTS, a JSON
+object, replaces them, e.g. {"one worker": {"KYCFLOW_WORKERS": "1"}}.
 """
 
 from __future__ import annotations
@@ -27,10 +28,23 @@ from pathlib import Path
 
 from benchmarks import cpu
 from benchmarks.__main__ import table
-from benchmarks.load import DURATION, TOKEN, WARMUP, Load, Server, metric, serving, wrk
+from benchmarks.load import (
+    DURATION,
+    EVENTS_PER_JOURNEY,
+    TOKEN,
+    WARMUP,
+    Load,
+    Server,
+    metric,
+    serving,
+    wrk,
+)
 
 ROUNDS = int(os.environ.get("KYCFLOW_BENCH_ROUNDS", "3"))
-DEFAULT_VARIANTS: dict[str, dict[str, str]] = {"kycflow serve": {}}
+DEFAULT_VARIANTS: dict[str, dict[str, str]] = {
+    "kycflow serve, sealed": {},
+    "kycflow serve, clear": {"KYCFLOW_ENCRYPTION": "off"},
+}
 PORT = 18700
 BARE, NAIVE = "bare server (yardstick)", "naive: 1 commit/request"
 
@@ -224,12 +238,30 @@ def cpu_table(everyone: list[Contender]) -> str:
     return table(head, rows)
 
 
+def variant_ratios(everyone: list[Contender]) -> str:
+    """The first kycflow variant against each other one, round by round (by default: what
+    encryption at rest costs — sealed over clear; issue 12's target is >= 0.9)."""
+    served = [contender for contender in everyone if contender.processor]
+    lines = []
+    for other in served[1:]:
+        ratios = _ratios(served[0], other)
+        rounds = ", ".join(f"{ratio:.2f}" for ratio in ratios)
+        lines.append(
+            f"{served[0].name} / {other.name}: {statistics.median(ratios):.2f} "
+            f"(median of rounds: {rounds})"
+        )
+    return "\n".join(lines)
+
+
 def report(everyone: list[Contender]) -> str:
     note = (
         f"{len(everyone[0].loads)} alternating rounds, wrk -t1 -c64, {DURATION} s each after a "
-        f"{WARMUP} s warm-up; ratios are within a round.\n"
+        f"{WARMUP} s warm-up; ratios are within a round. Unique IDWise webhooks, "
+        f"{EVENTS_PER_JOURNEY} per journey (KYCFLOW_BENCH_EVENTS_PER_JOURNEY).\n"
         "* processor: from the measured run's start until it has caught up with it.\n"
         "others' CPU: cores busy with processes other than the server and wrk during the "
         f"measured run ({os.cpu_count()} cores here); a round where it is high is noise."
     )
-    return "\n\n".join([rounds_table(everyone), summary_table(everyone), cpu_table(everyone), note])
+    parts = [rounds_table(everyone), summary_table(everyone), cpu_table(everyone)]
+    parts += [ratios for ratios in [variant_ratios(everyone)] if ratios]
+    return "\n\n".join([*parts, note])

@@ -24,6 +24,9 @@ DURATION = int(os.environ.get("KYCFLOW_BENCH_SECONDS", "10"))
 WARMUP = 2  # seconds of the same load before each measured run, unreported
 TOKEN = "bench-token"
 LUA = Path(__file__).parent / "wrk" / "idwise.lua"
+# Webhooks per IDWise journey (read by the script too): 1, the default, makes every webhook
+# a new subject — encryption at rest's worst case, a new data key each; 4 is a real journey.
+EVENTS_PER_JOURNEY = int(os.environ.get("KYCFLOW_BENCH_EVENTS_PER_JOURNEY", "1"))
 
 
 @dataclass

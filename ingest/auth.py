@@ -8,6 +8,7 @@ go to the client and the log, so they never contain anything the request sent.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -74,6 +75,11 @@ def parse_address(text: str) -> Address | None:
     return ip
 
 
+# A connection's peer repeats on every request it carries (and a proxy's on every request);
+# parsing it is ~3 µs a request. The socket, not the client's text, names the peer.
+_peer_address = functools.lru_cache(maxsize=4096)(parse_address)
+
+
 def _inside(ip: Address, networks: tuple[Network, ...]) -> bool:
     return any(ip in network for network in networks)
 
@@ -86,7 +92,7 @@ def client_address(peer: str, headers: Mapping[str, str], trusted: tuple[Network
     written by the client and could be forged. A malformed hop ends the walk at the last
     well-formed one, which is a trusted proxy, so forged text further left is never used.
     """
-    peer_ip = parse_address(peer)
+    peer_ip = _peer_address(peer)
     if peer_ip is None:
         return peer
     if not _inside(peer_ip, trusted):

@@ -26,7 +26,7 @@ from typing import cast
 from ingest.rawlog import RawLogWriter, Receipt, Row, row_of
 from ingest.sealing import MasterKeys
 from statemachines.envelope import RawEnvelope
-from statemachines.routing import routing_key
+from statemachines.routing import owner
 
 log = logging.getLogger("kycflow.writer")
 MAX_BATCH = 2000
@@ -219,7 +219,7 @@ class WriterClient:
             # Requests handled in one loop iteration share one send: syscalls are the cost.
             if not self.outgoing:
                 asyncio.get_running_loop().call_soon(self._flush)
-            subject = routing_key(env).decode("utf-8", "surrogatepass") if self.sealed else ""
+            subject = owner(env) if self.sealed else ""
             self.outgoing.append(encode_request(request_id, env, subject))
             receipt = await reply
         finally:

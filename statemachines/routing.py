@@ -22,10 +22,15 @@ PARTITION_STRIDE = 10**12  # offsets per partition before positions would collid
 
 def routing_key(env: RawEnvelope) -> bytes:
     """The Kafka key of a raw webhook: its subject key, else its dedup key."""
+    return owner(env).encode("utf-8", "surrogatepass")
+
+
+def owner(env: RawEnvelope) -> str:
+    """Who a raw webhook belongs to: its subject key, else (unreadable) its dedup key."""
     normalised = normalise(env)
     if isinstance(normalised, Unrecognised):
-        return env.dedup_key.encode("utf-8", "surrogatepass")
-    return normalised.subject.key.encode("utf-8", "surrogatepass")
+        return env.dedup_key
+    return normalised.subject.key
 
 
 def position(partition: int, offset: int) -> int:
