@@ -14,7 +14,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 PROVIDERS = ("idenfy", "ondato", "idwise")
-REFUSALS = (400, 401, 403, 404, 408, 413, 415, 431, 503)
+# The statuses a webhook for a known provider can be refused with (an unknown provider's
+# 404 has no provider to count it under); anything else is counted as "other", never as one
+# of these.
+REFUSALS = (400, 401, 403, 408, 413, 415, 431, 503, "other")
 BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -70,7 +73,7 @@ class Recorder:
         self._observe(LAYOUT.ingest, seconds)
 
     def rejected(self, provider: str, status: int) -> None:
-        code = REFUSALS.index(status) if status in REFUSALS else 0
+        code = REFUSALS.index(status) if status in REFUSALS else len(REFUSALS) - 1
         self._add(LAYOUT.refused + PROVIDERS.index(provider) * len(REFUSALS) + code)
 
     def quarantined(self, provider: str) -> None:
