@@ -7,6 +7,7 @@ few fields they use, through these helpers, so a surprise becomes a reasoned
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from datetime import UTC, datetime
@@ -38,8 +39,12 @@ def get_ci(obj: Any, key: str) -> Any:
     if key in obj:
         return obj[key]
     lowered = key.lower()
+    size = len(key)
     for name, value in obj.items():
-        if isinstance(name, str) and name.lower() == lowered:
+        # Lowering a name never shortens it (and only lengthens U+0130, into a non-ASCII
+        # result), so for our ASCII keys a name of another length cannot match: the length
+        # test skips most lower() calls of a missing key's scan.
+        if isinstance(name, str) and len(name) == size and name.lower() == lowered:
             return value
     return None
 
@@ -52,7 +57,12 @@ def dig(obj: Any, *path: str, ci: bool = False) -> Any:
 
 def text(obj: Any, *path: str, ci: bool = False) -> str | None:
     """A string (or integer rendered as one) at path; empty strings count as absent."""
-    value = dig(obj, *path, ci=ci)
+    value: Any
+    if len(path) == 1:  # the common case, without dig's loop and argument repacking
+        key = path[0]
+        value = get_ci(obj, key) if ci else (obj.get(key) if type(obj) is dict else None)
+    else:
+        value = dig(obj, *path, ci=ci)
     kind = type(value)
     if kind is str:
         stripped: str = value.strip()
@@ -92,11 +102,23 @@ def strings(obj: Any, *path: str, ci: bool = False) -> tuple[str, ...]:
     return tuple(item for item in value if type(item) is str and item)
 
 
+_SEPARATORS = re.compile(r"[\s_\-]")
+_CACHED_TOKEN = 64  # longest value whose token is cached: statuses and event names are short
+
+
 def token(value: str | None) -> str | None:
     """Canonical comparison form: 'In progress', 'IN_PROGRESS', 'InProgress' -> 'inprogress'."""
     if value is None:
         return None
-    return re.sub(r"[\s_\-]", "", value).lower()
+    if len(value) <= _CACHED_TOKEN:  # the few names providers send, over and over
+        return _token(value)
+    return _SEPARATORS.sub("", value).lower()
+
+
+# Bounded in entries and (above) in value length: the values are attacker-controlled.
+@functools.lru_cache(maxsize=512)
+def _token(value: str) -> str:
+    return _SEPARATORS.sub("", value).lower()
 
 
 _ISO = re.compile(
