@@ -108,17 +108,13 @@ def _kyc(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
         return unrecognised(env, f"{header} without scanRef", header)
     status = doc.get("status")
     overall = (text(status, "overall") or "").upper()
-    facts = {
-        "provider_status": overall or None,
-        "reasons": strings(status, "fraudTags")
+    reasons = (
+        strings(status, "fraudTags")
         + strings(status, "mismatchTags")
-        + strings(status, "suspicionReasons"),  # legacy name of fraudTags
-    }
-    order = Order(
-        klass=0,
-        time=epoch_seconds(doc, "finishTime") or 0,
-        attempt=epoch_seconds(doc, "startTime") or 0,
+        + strings(status, "suspicionReasons")  # legacy name of fraudTags
     )
+    time = epoch_seconds(doc, "finishTime") or 0
+    attempt = epoch_seconds(doc, "startTime") or 0
 
     def emit(status: str, klass: int, decided_by: str | None, is_final: bool) -> Normalised:
         return event(
@@ -127,10 +123,11 @@ def _kyc(env: RawEnvelope, header: str, doc: JsonObject) -> Normalised:
             scan_ref,
             header,
             status,
-            order._replace(klass=klass),
+            Order(klass=klass, time=time, attempt=attempt),
             final=is_final,
             decided_by=decided_by,
-            **facts,
+            provider_status=overall or None,
+            reasons=reasons,
         )
 
     final = _final(doc)
