@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from datetime import UTC, datetime
+from datetime import date
 from typing import Any
 
 import pydantic_core
@@ -126,6 +126,7 @@ _ISO = re.compile(
     r"(Z|[+-]\d{2}:?\d{2})?$"
 )
 _TICKS_PER_SECOND = 10_000_000  # 100 ns, the precision Ondato sends (7 fractional digits)
+_EPOCH_DAY = date(1970, 1, 1).toordinal()
 
 
 def utc_ticks(value: Any) -> int | None:
@@ -139,13 +140,14 @@ def utc_ticks(value: Any) -> int | None:
     if match is None:
         return None
     year, month, day, hour, minute, second, fraction, zone = match.groups()
-    try:
-        moment = datetime(
-            int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=UTC
-        )
+    hours, minutes, seconds = int(hour), int(minute), int(second)
+    if hours > 23 or minutes > 59 or seconds > 59:  # what a datetime refuses
+        return None
+    try:  # a date and integer arithmetic: a third of the cost of datetime(...).timestamp()
+        days = date(int(year), int(month), int(day)).toordinal() - _EPOCH_DAY
     except ValueError:
         return None
-    ticks = int(moment.timestamp()) * _TICKS_PER_SECOND
+    ticks = (days * 86_400 + hours * 3_600 + minutes * 60 + seconds) * _TICKS_PER_SECOND
     if fraction:
         ticks += int(fraction[:7].ljust(7, "0"))
     if zone and zone != "Z":
