@@ -65,7 +65,9 @@ KYC_EVENTS = (
 def normalise(env: RawEnvelope) -> Normalised:
     # Keyed by the signed bytes whatever key the log holds (logs written before the key
     # left out the header): a body re-sent under another header folds as a duplicate.
-    env = replace(env, dedup_key=idenfy_key(env.body_sha256))
+    key = idenfy_key(env.body_sha256)
+    if env.dedup_key != key:  # dataclasses.replace costs ~2 µs: only for logs that need it
+        env = replace(env, dedup_key=key)
     doc = parse_object(env.body)
     header = (env.header("idenfy-event-type") or "").strip().upper()
     if isinstance(doc, str):
@@ -170,12 +172,14 @@ def _final(doc: JsonObject) -> bool:
     return any(_analysis(doc, "manual"))
 
 
+ANALYSES = {"manual": ("manualDocument", "manualFace"), "auto": ("autoDocument", "autoFace")}
+
+
 def _analysis(doc: JsonObject, who: str) -> tuple[str | None, str | None]:
     """(document, face) analysis results; NOT_CHECKED counts as none."""
-    return (
-        _checked(text(doc, "status", f"{who}Document")),
-        _checked(text(doc, "status", f"{who}Face")),
-    )
+    status = doc.get("status")
+    document, face = ANALYSES[who]
+    return _checked(text(status, document)), _checked(text(status, face))
 
 
 def _checked(result: str | None) -> str | None:
