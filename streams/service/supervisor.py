@@ -48,6 +48,7 @@ from streams.erasure import retention
 from streams.erasure.retention import Policy
 from streams.kafka.config import KafkaSettings, ensure_topics
 from streams.service import banner
+from streams.service.accesslog import buffered_logging
 from streams.service.http import run_http
 from streams.service.metrics import SharedMetrics
 from streams.stopping import StopFlag
@@ -384,7 +385,8 @@ def _http_main(
     metrics: SharedMetrics,
 ) -> None:
     _quiet_interrupts()
-    _run(_until_terminated(run_http(listener, slot, socket_path, raw_path, settings, metrics)))
+    with buffered_logging():  # a write per loop iteration, not per access line
+        _run(_until_terminated(run_http(listener, slot, socket_path, raw_path, settings, metrics)))
 
 
 def _run(main: Any) -> None:
