@@ -269,20 +269,33 @@ class AccessLog(AbstractAccessLogger):
         millis = time * 1000
         kind = getattr(response, "kind", "")
         if kind:  # never routed: method and path were not parsed
-            self.logger.info("- - %d %.1fms %s", response.status, millis, kind)
+            self._info("- - %d %.1fms %s", response.status, millis, kind)
             return
         path = _printable(request.rel_url.raw_path)
         match = getattr(request, "_match_info", None)
         provider = match.get("provider") if match is not None else None
         if provider in PROVIDERS:
             line = "%s %s %d %.1fms %s"
-            self.logger.info(line, request.method, path, response.status, millis, provider)
+            self._info(line, request.method, path, response.status, millis, provider)
         else:
-            self.logger.info("%s %s %d %.1fms", request.method, path, response.status, millis)
+            self._info("%s %s %d %.1fms", request.method, path, response.status, millis)
+
+    def _info(self, msg: str, *args: object) -> None:
+        """`logger.info` without its stack walk (findCaller): every access line comes from
+        `log`, so the record names it as its caller once and for all."""
+        logger = self.logger
+        if logger.isEnabledFor(logging.INFO):
+            info = logging.INFO
+            logger.handle(
+                logger.makeRecord(logger.name, info, __file__, _LINE, msg, args, None, "log")
+            )
 
     @property
     def enabled(self) -> bool:
         return self.logger.isEnabledFor(logging.INFO)
+
+
+_LINE = AccessLog.log.__code__.co_firstlineno
 
 
 def _printable(path: str, limit: int = 200) -> str:
