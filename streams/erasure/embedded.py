@@ -39,23 +39,12 @@ from statemachines.envelope import RawEnvelope
 from statemachines.normalise import normalise, reduced_form
 from statemachines.process import standing_transitions
 from statemachines.reduced import CONTROL
-from streams.erasure import Erased, Request, UnknownSubject, record_of
+from streams.erasure import Erased, Request, UnknownSubject, audit, record_of
 
 log = logging.getLogger("kycflow.erasure")
 BUSY_MS = 10_000  # the writer holds the lock for one group commit at a time: milliseconds
 CHECKPOINT = """SELECT "offset" FROM checkpoint WHERE name = 'processor'"""  # projections.store
 SETTLE = 30.0  # seconds to wait for a running service's processor to fold the erasure
-AUDIT = """
-CREATE TABLE IF NOT EXISTS audit (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    at          TEXT NOT NULL,
-    action      TEXT NOT NULL,      -- erase | retention | rotate
-    by          TEXT NOT NULL,      -- cli, api:<token fingerprint>, retention
-    subjects    TEXT NOT NULL,      -- JSON list of subject keys (provider/kind/id)
-    deliveries  INTEGER NOT NULL,   -- deliveries reduced
-    keys        INTEGER NOT NULL    -- data keys destroyed or rewrapped
-);
-"""
 
 
 def inside_transaction() -> None:
@@ -178,7 +167,7 @@ def _erase_in_raw_log(
             last = append_record(cur, record)
             keys = len(made.key_ids) + len(made.dropped_keys)
             results.append(Erased(made.subject, at, len(made.deliveries), len(made.dropped), keys))
-        audit(cur, "erase", request.by, plans)
+        write_audit(cur, "erase", request.by, plans)
         inside_transaction()
     return results, last
 
@@ -188,7 +177,7 @@ def transaction(raw_path: Path, master: MasterKeys | None) -> Iterator[sqlite3.C
     """One write transaction on the raw log: committed on success, else rolled back."""
     with contextlib.closing(rawlog.connect(raw_path, master=master)) as conn:
         conn.execute(f"PRAGMA busy_timeout={BUSY_MS}")
-        conn.executescript(AUDIT)
+        conn.executescript(audit.SCHEMA)
         cur = conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
@@ -301,21 +290,16 @@ def append_record(cur: sqlite3.Cursor, record: RawEnvelope) -> int:
     return rawlog.insert_row(cur, rawlog.row_of(record)).offset
 
 
-def audit(cur: sqlite3.Cursor, action: str, by: str, plans: list[Plan], keys: int = -1) -> None:
-    """One audit row: what was done, when, by whom; subject keys and counts only."""
+def write_audit(
+    cur: sqlite3.Cursor, action: str, by: str, plans: list[Plan], keys: int = -1
+) -> None:
+    """One audit entry (`streams.erasure.audit`): what was done, when, by whom; subject
+    keys and counts only."""
     if keys < 0:
         keys = sum(len(p.key_ids) + len(p.dropped_keys) for p in plans)
-    cur.execute(
-        "INSERT INTO audit (at, action, by, subjects, deliveries, keys) VALUES (?, ?, ?, ?, ?, ?)",
-        (
-            now_iso(),
-            action,
-            by,
-            json.dumps([p.subject for p in plans]),
-            sum(len(p.deliveries) + len(p.dropped) for p in plans),
-            keys,
-        ),
-    )
+    deliveries = sum(len(p.deliveries) + len(p.dropped) for p in plans)
+    subjects = tuple(p.subject for p in plans)
+    audit.insert(cur, audit.Entry(now_iso(), action, by, subjects, deliveries, keys))
 
 
 def truncate_wal(path: str | Path, attempts: int = 40) -> bool:
@@ -398,6 +382,6 @@ def rotate(db_path: str, master: MasterKeys, by: str = "cli") -> tuple[int, int]
                 "UPDATE data_keys SET master = ?, wrapped = ? WHERE key_id = ?", (*fresh, key_id)
             )
         (total,) = cur.execute("SELECT count(*) FROM data_keys").fetchone()
-        audit(cur, "rotate", by, [], keys=len(old))
+        write_audit(cur, "rotate", by, [], keys=len(old))
     truncate_wal(raw_path)
     return len(old), int(total)

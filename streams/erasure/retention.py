@@ -154,7 +154,7 @@ def _reduce(
         if plans and not dry_run:
             for made in plans:
                 embedded.apply(cur, made, keep_reference=True, scope="personal")
-            embedded.audit(cur, "retention", by, plans)
+            embedded.write_audit(cur, "retention", by, plans)
     return plans
 
 

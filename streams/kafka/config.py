@@ -46,7 +46,9 @@ SETTINGS = {
     ),
 }
 
-SUFFIXES = ("raw", "status", "transitions", "annotations", "quarantine", "keys", "reduced")
+SUFFIXES = (
+    "raw", "status", "transitions", "annotations", "quarantine", "keys", "reduced", "audit"
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,8 @@ def topic_configs(settings: KafkaSettings) -> dict[str, dict[str, str]]:
         # erasure's tombstones; the events kept of deliveries whose keys are gone.
         settings.topic("keys"): {"cleanup.policy": "compact"},
         settings.topic("reduced"): {"cleanup.policy": "compact"},
+        # The audit trail of erasures and retention runs (streams.erasure.audit): kept.
+        settings.topic("audit"): logs,
     }
 
 
@@ -159,8 +163,8 @@ def ensure_topics(settings: KafkaSettings, timeout: float = 10.0) -> list[str]:
         existing = set(admin.list_topics())
         # One partition of data keys: ingest sends a key record with most deliveries, and
         # the broker's work per produce grows with the partitions it touches; every reader
-        # reads the whole topic anyway.
-        single = {settings.topic("keys")}
+        # reads the whole topic anyway. One of the audit trail: its entries in order.
+        single = {settings.topic("keys"), settings.topic("audit")}
         wanted = [
             NewTopic(
                 name,

@@ -46,10 +46,12 @@ def test_topics_the_status_is_compacted_and_the_raw_log_kept() -> None:
     }
     assert set(configs) == {f"acme.{s}" for s in ("raw", "status", "transitions",
                                                   "annotations", "quarantine", "keys",
-                                                  "reduced")}  # fmt: skip
+                                                  "reduced", "audit")}  # fmt: skip
     # Data keys and reduced events: the latest per key matters, a tombstone erases.
     assert configs["acme.keys"]["cleanup.policy"] == "compact"
     assert configs["acme.reduced"]["cleanup.policy"] == "compact"
+    # The audit trail of erasures: never compacted or expired.
+    assert configs["acme.audit"] == {"cleanup.policy": "delete", "retention.ms": "-1"}
 
 
 def test_the_raw_topic_takes_the_largest_record_ingest_may_append() -> None:
