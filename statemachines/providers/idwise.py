@@ -48,6 +48,16 @@ AML = {
 }
 # Lifecycle rank within a precedence class.
 JOURNEY, UPDATE = 0, 1
+# Every Order but an AML update's is a constant: built once (records are immutable).
+AUTO_ORDERS = {
+    rank: Order(klass=AUTO_DECISION, rank=rank, attempt=None) for rank in (JOURNEY, UPDATE)
+}
+MANUAL_ORDERS = {
+    rank: Order(klass=MANUAL_DECISION, rank=rank, attempt=None) for rank in (JOURNEY, UPDATE)
+}
+USER_STEPS_ORDER = Order(klass=PROGRESS, attempt=None)
+UPDATE_REQUIRED_ORDER = Order(klass=0, attempt=None, opens_attempt=True)
+DEADLINE_ORDER = Order(klass=TERMINAL, attempt=None)
 
 
 def normalise(env: RawEnvelope) -> Normalised:
@@ -55,7 +65,7 @@ def normalise(env: RawEnvelope) -> Normalised:
     if isinstance(doc, str):
         return unrecognised(env, doc)
     name = text(doc, "event")
-    body = dig(doc, "body")
+    body = doc.get("body")
     if name is None:
         return unrecognised(env, "IDWise webhook without `event`")
     if not isinstance(body, dict):
@@ -94,7 +104,7 @@ def _journey_result(rank: int) -> Handler:
             journey,
             name,
             status,
-            Order(klass=AUTO_DECISION, rank=rank, attempt=None),
+            AUTO_ORDERS[rank],
             final=final_,
             decided_by="auto",
             provider_status=decision,
@@ -121,7 +131,7 @@ def _decision(
         journey,
         name,
         status,
-        Order(klass=MANUAL_DECISION, rank=rank, attempt=None),
+        MANUAL_ORDERS[rank],
         final=True,
         decided_by="manual",
         provider_status=text(body, "finalDecision") or text(body, "manualDecision"),
@@ -136,7 +146,7 @@ def _user_steps(env: RawEnvelope, name: str, journey: str, body: JsonObject) -> 
         journey,
         name,
         "submitted",
-        Order(klass=PROGRESS, attempt=None),
+        USER_STEPS_ORDER,
         provider_status=text(body, "systemDecision"),
     )
 
@@ -155,7 +165,7 @@ def _update_required(env: RawEnvelope, name: str, journey: str, body: JsonObject
         journey,
         name,
         "resubmission_required",
-        Order(klass=0, attempt=None, opens_attempt=True),
+        UPDATE_REQUIRED_ORDER,
         provider_status=trigger,
         reasons=((trigger,) if trigger else ()) + codes,
     )
@@ -168,7 +178,7 @@ def _renewal_deadline(env: RawEnvelope, name: str, journey: str, body: JsonObjec
         journey,
         name,
         "expired",
-        Order(klass=TERMINAL, attempt=None),
+        DEADLINE_ORDER,
         final=True,
         provider_status="KYC Renewal Deadline Exceeded",
     )
