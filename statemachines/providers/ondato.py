@@ -120,7 +120,8 @@ def _kyc(status: str | None, klass: int) -> Handler:
                 env, "kyc", idv, kind, "identification data updated", provider_status=raw
             )
         decided = klass >= AUTO_DECISION
-        manual = decided and (text(payload, "statusReason", ci=True) or "").startswith("Manually")
+        reason = text(payload, "statusReason", ci=True)  # read once: a missing key scans
+        manual = decided and (reason or "").startswith("Manually")
         return event(
             env,
             "kyc",
@@ -131,7 +132,7 @@ def _kyc(status: str | None, klass: int) -> Handler:
             final=decided,
             decided_by=("manual" if manual else "auto") if decided else None,
             provider_status=raw,
-            reasons=_reasons(payload),
+            reasons=(reason,) if reason else (),
         )
 
     return handle
@@ -151,11 +152,13 @@ def _form(note: str) -> Handler:
 
 
 def _kyb(status: str) -> Handler:
+    klass = lifecycle("kyb").tiers[status]
+
     def handle(env: RawEnvelope, kind: str, payload: JsonObject, time: int) -> Normalised:
         kyb = text(payload, "id", ci=True) or text(payload, "kybIdentificationId", ci=True)
         if kyb is None:
             return unrecognised(env, f"{kind} without payload.id", kind)
-        order = Order(klass=lifecycle("kyb").tiers[status], time=time)
+        order = Order(klass=klass, time=time)
         return event(
             env,
             "kyb",
