@@ -8,8 +8,9 @@ it waits on the raw log's write lock and for the processor to fold the erasure r
     ?scope=personal (default) | all     keep the decision trail, or erase it too
     ?keep_reference=false (default) | true
 
-200 with what was erased; 404 for an unknown subject; 400 for a bad parameter. The audit
-trail names the caller as `api:` and a fingerprint of the token, never the token.
+200 with what was erased; 404 for an unknown subject; 400 for a bad parameter; 503 when
+(Kafka mode) the erasure is done but its audit entry was not written. The audit trail
+names the caller as `api:` and a fingerprint of the token, never the token.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ingest.sealing import MasterKeys
 from projections.api import _guarded as guarded
 from statemachines.reduced import SCOPES
 from streams.erasure import Erased, Request, UnknownSubject
+from streams.erasure.audit import AuditFailed
 from streams.kafka.config import KafkaSettings
 
 Eraser = Callable[[Request], list[Erased]]
@@ -82,6 +84,8 @@ def erase_routes(
             done = await asyncio.to_thread(erase, wanted)
         except UnknownSubject:
             return _error(404, "unknown subject", subject=wanted.subjects[0])
+        except AuditFailed as exc:  # erased, but not in the trail: asking again records it
+            return _error(503, str(exc), subject=wanted.subjects[0])
         except ImportError:  # Kafka-mode erasure not available in this build
             return _error(501, "erasure is not supported in Kafka mode yet")
         return web.json_response(dataclasses.asdict(done[0]))
@@ -144,6 +148,10 @@ PATHS: dict[str, Any] = {
                 "401": {"description": "Missing or invalid bearer token."},
                 "403": {"description": "No API token configured and the caller is not local."},
                 "404": {"description": "Unknown subject."},
+                "503": {
+                    "description": "Kafka mode: erased, but the audit entry was not written "
+                    "(the broker did not acknowledge it); erasing again records it."
+                },
             },
         }
     }

@@ -47,6 +47,11 @@ Retention does steps 1-3 for the subjects its policy finds due, keeping referenc
 with no erasure record: the subject is not erased, its old bodies are. `retention_loop`
 applies the policy continuously (from the projector, which owns the projections it reads).
 
+Last, each erasure request and each retention run that reduced something appends one
+entry to the audit trail (`streams.erasure.audit`, `PREFIX.audit`, made sure of before
+step 1). If that fails the command fails (AuditFailed names the entry); the loop keeps the
+entry and writes it before its next run.
+
 Not covered: records written in the clear (`KYCFLOW_ENCRYPTION=off`) cannot be removed from
 the raw topic; they are reduced but their bytes stay.
 """
@@ -73,9 +78,9 @@ from statemachines.normalise import reduced_form
 from statemachines.process import standing_transitions
 from statemachines.reduced import CONTROL
 from statemachines.routing import PARTITION_STRIDE, coordinate, position
-from streams.erasure import Erased, Request, UnknownSubject, record_of
+from streams.erasure import Erased, Request, UnknownSubject, audit, record_of
 from streams.erasure.embedded import Facts, facts_of, now_iso
-from streams.kafka.config import KafkaSettings
+from streams.kafka.config import KafkaSettings, ensure_topics
 from streams.kafka.keys import RecordOpener
 
 log = logging.getLogger("kycflow.erasure")
@@ -137,6 +142,7 @@ def erase(
         for made in plans:
             if not (made.deliveries or made.reduced or made.keys):
                 raise UnknownSubject(made.subject)
+        ensure_topics(settings)  # the audit topic, before anything is done
         keep = request.keep_reference
         for made in plans:
             now = made.deliveries + (made.kept if wipe else [])
@@ -151,6 +157,9 @@ def erase(
             reduced = len(made.deliveries) + (len(made.kept) if wipe else 0)
             results.append(Erased(made.subject, at, reduced, len(made.dropped), made.keys))
             log.info("erased %s: %d deliveries reduced, %d keys", made.subject, reduced, made.keys)
+        deliveries = sum(one.deliveries + one.dropped for one in results)
+        keys = sum(one.keys for one in results)
+        session.audit("erase", request.by, request.subjects, deliveries, keys)
     return results
 
 
@@ -173,9 +182,11 @@ def retention(
     db_path: str,
     dry_run: bool,
     due: Sequence[str] | None = None,
+    by: str = "retention",
 ) -> dict[str, Any]:
     """Reduce and shred the subjects `due` (else those `policy.due_subjects(db_path)` names),
-    keeping their references and not marking them erased; with `dry_run`, only count."""
+    keeping their references and not marking them erased, and audit it; with `dry_run`,
+    only count."""
     subjects = list(due if due is not None else policy.due_subjects(db_path) if policy else ())
     counts = {"subjects": 0, "deliveries": 0, "keys": 0, "dry_run": dry_run}
     if not subjects:
@@ -186,16 +197,19 @@ def retention(
             made = session.plan(facts_of(db_path, subject), db_path, quarantine=False)
             if made.deliveries or made.keys:  # else nothing of it left to reduce
                 plans.append(made)
-        if not dry_run:
+        counts["subjects"] = len(plans)
+        counts["deliveries"] = sum(len(made.deliveries) for made in plans)
+        counts["keys"] = sum(made.keys for made in plans)
+        if plans and not dry_run:
+            ensure_topics(settings)  # the audit topic, before anything is done
             for made in plans:
                 session.reduce(made.deliveries, [], keep_reference=True)
             session.settle(plans)
             for made in plans:
                 session.reduce(session.catch_up(made)[0], [], keep_reference=True)
                 session.shred(made)
-    counts["subjects"] = len(plans)
-    counts["deliveries"] = sum(len(made.deliveries) for made in plans)
-    counts["keys"] = sum(made.keys for made in plans)
+            subjects = [made.subject for made in plans]
+            session.audit("retention", by, subjects, counts["deliveries"], counts["keys"])
     return counts
 
 
@@ -209,12 +223,18 @@ def retention_loop(
     reduced: Callable[[int], None] | None = None,
 ) -> None:
     """Apply the policy now and every `interval` seconds until `stop` is set; a failed run
-    is logged and retried at the next."""
+    is logged and retried at the next, as is an audit entry that could not be written."""
+    unaudited: list[audit.Entry] = []
     while not stop.is_set():
         try:
+            audit.produce_pending(settings, unaudited)  # earlier runs' entries first
             report = retention(
                 policy, settings=settings, master=master, db_path=db_path, dry_run=False
             )
+        except audit.AuditFailed as exc:  # the run's work is done: its entry waits
+            if exc.entry not in unaudited:
+                unaudited.append(exc.entry)
+            log.error("retention run failed: %s", exc)
         except Exception as exc:  # the broker may be away: the next run retries
             log.error("retention run failed: %s: %s", type(exc).__name__, exc)
         else:
@@ -463,6 +483,12 @@ class _Session:
         # its dedup key): the record must reach the subject's partition, after its events.
         key = subject.encode("utf-8", "surrogatepass")
         self._produce(self.raw, [(key, envelope_to_json(env))])
+
+    def audit(
+        self, action: str, by: str, subjects: Sequence[str], deliveries: int, keys: int
+    ) -> None:
+        entry = audit.Entry(now_iso(), action, by, tuple(subjects), deliveries, keys)
+        audit.produce(self.producer, self.settings, entry)
 
     def _produce(self, topic: str, records: Sequence[tuple[bytes, bytes | None]]) -> None:
         sent = [self.producer.send(topic, key=key, value=value) for key, value in records]
