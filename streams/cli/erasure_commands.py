@@ -1,4 +1,4 @@
-"""`kycflow erase`, `kycflow retention` and `kycflow keys rotate` (docs/personal-data.md).
+"""`kycflow erase`, `retention`, `keys rotate` and `audit` (docs/personal-data.md).
 
 Each works in either mode: embedded (`streams.erasure.embedded`, one transaction on the
 raw log; with no service running it also folds the erasure into the projections) or Kafka
@@ -22,10 +22,10 @@ from projections.locking import tidy
 from statemachines.envelope import PROVIDERS
 from streams import masterkeys
 from streams.cli import environment
-from streams.cli.arguments import database, reference
+from streams.cli.arguments import database, positive, reference
 from streams.cli.failures import database_problem
-from streams.config import db_path, load_config
-from streams.erasure import Erased, Request, UnknownSubject, embedded, retention
+from streams.config import KycflowError, db_path, load_config
+from streams.erasure import Erased, Request, UnknownSubject, audit, embedded, retention
 from streams.kafka.config import KafkaSettings
 
 console = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -41,6 +41,13 @@ off) now: the raw bodies of due subjects are reduced to their events, references
 The running service also applies it every KYCFLOW_RETENTION_INTERVAL seconds."""
 ROTATE_HELP = """Rewrap every data key under the first master key of KYCFLOW_MASTER_KEY
 (NEW,OLD). Afterwards the old key can be dropped from the configuration."""
+AUDIT_HELP = """Print the audit trail of erasures, retention runs and key rotations, oldest
+first: when, what, by whom (cli, api:<token fingerprint>, retention), which subject keys,
+how many deliveries were reduced and data keys destroyed. No personal data. Read-only:
+works while the service runs (embedded mode: the audit table of the raw log; Kafka mode:
+the PREFIX.audit topic, read to its end)."""
+AUDIT_ENVIRONMENT = {**environment.DATABASE, **environment.TAIL}  # no master key needed
+EMPTY_TRAIL = "the audit trail is empty: no erasure, retention run or key rotation yet"
 
 
 def _fail(message: str, code: int = 1) -> int:
@@ -204,6 +211,49 @@ def _rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(args: argparse.Namespace) -> int:
+    database_path, _, kafka = _context(args)
+    if kafka is None:
+        if (problem := database_problem(database_path, create=False)) is not None:
+            return _fail(problem)
+        raw_path = rawlog.raw_log_path(database_path)
+        try:  # read-only readers cannot remove the -wal/-shm they found or made: tidy after
+            entries = audit.from_raw_log(raw_path)
+        finally:
+            tidy(raw_path)
+    else:
+        entries = _audit_topic(kafka)
+    _report_trail(entries[-args.limit :] if args.limit else entries, args.json)
+    return 0
+
+
+def _report_trail(entries: list[audit.Entry], as_json: bool) -> None:
+    """Oldest first, so the newest is the last line a terminal shows."""
+    if as_json:
+        print(json.dumps([entry.as_json() for entry in entries], indent=2))
+        return
+    if not entries:
+        print(EMPTY_TRAIL)
+    for entry in entries:
+        subjects = ", ".join(entry.subjects) or "-"
+        print(
+            f"{entry.at}  {entry.action:<9} {entry.by:<16} {entry.deliveries:>6} deliveries "
+            f"{entry.keys:>6} keys  {subjects}"
+        )
+
+
+def _audit_topic(kafka: KafkaSettings) -> list[audit.Entry]:
+    from kafka.errors import KafkaError
+
+    from streams.cli.kafka_commands import require_broker
+
+    require_broker(kafka)
+    try:
+        return audit.from_topic(kafka)
+    except (KafkaError, TimeoutError) as exc:
+        raise KycflowError(f"Kafka at {kafka.bootstrap}: {exc}") from None
+
+
 def _tidy(database_path: str, kafka: KafkaSettings | None) -> None:
     tidy(database_path)
     if kafka is None:
@@ -211,7 +261,8 @@ def _tidy(database_path: str, kafka: KafkaSettings | None) -> None:
 
 
 def add_erasure_commands(commands: Any, command: Any) -> None:
-    """Register erase, retention and keys on the CLI's subparsers (`command` builds one)."""
+    """Register erase, retention, keys and audit on the CLI's subparsers (`command` builds
+    one)."""
     erase = command(
         commands, "erase", "erase a subject's personal data", ERASE_HELP, environment.ERASE
     )
@@ -240,6 +291,15 @@ def add_erasure_commands(commands: Any, command: Any) -> None:
     actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
     rotate = command(actions, "rotate", "rewrap every data key", ROTATE_HELP, environment.KEYS)
     _common(rotate, _rotate)
+    trail = command(
+        commands,
+        "audit",
+        "print the audit trail of erasures and retention",
+        AUDIT_HELP,
+        AUDIT_ENVIRONMENT,
+    )
+    trail.add_argument("--limit", type=positive, metavar="N", help="only the newest N entries")
+    _common(trail, _audit)
 
 
 def _common(parser: argparse.ArgumentParser, handler: Callable[[argparse.Namespace], int]) -> None:
