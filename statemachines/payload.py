@@ -73,7 +73,10 @@ def text(obj: Any, *path: str, ci: bool = False) -> str | None:
 
 
 def integer(obj: Any, *path: str, ci: bool = False) -> int | None:
-    value = dig(obj, *path, ci=ci)
+    return _integer(dig(obj, *path, ci=ci))
+
+
+def _integer(value: Any) -> int | None:
     kind = type(value)  # exact types: bool is an int subclass and must not pass
     if kind is int:
         return int(value)
@@ -91,7 +94,7 @@ def epoch_seconds(obj: Any, *path: str) -> int | None:
     value = dig(obj, *path)
     if type(value) is float and math.isfinite(value):
         return math.floor(value)
-    return integer(obj, *path)
+    return _integer(value)  # the value already read, not `integer(obj, *path)`
 
 
 def strings(obj: Any, *path: str, ci: bool = False) -> tuple[str, ...]:
