@@ -8,9 +8,11 @@ it waits on the raw log's write lock and for the processor to fold the erasure r
     ?scope=personal (default) | all     keep the decision trail, or erase it too
     ?keep_reference=false (default) | true
 
-200 with what was erased; 404 for an unknown subject; 400 for a bad parameter; 503 when
-(Kafka mode) the erasure is done but its audit entry was not written. The audit trail
-names the caller as `api:` and a fingerprint of the token, never the token.
+200 with what was erased; 404 for an unknown subject; 400 for a bad parameter; 503 with
+Retry-After in Kafka mode when the broker failed midway (not completed: asking again
+completes it) or the erasure is done but its audit entry was not written (asking again
+records it). The audit trail names the caller as `api:` and a fingerprint of the token,
+never the token.
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ from streams.kafka.config import KafkaSettings
 
 Eraser = Callable[[Request], list[Erased]]
 _BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
+RETRY_AFTER = "5"  # seconds: a broker that failed is rarely back sooner
+
+
+class Unavailable(Exception):
+    """Kafka mode: the broker failed before the erasure was done; asking again completes
+    it (`streams.erasure.kafka.Incomplete`, not imported with this module)."""
 
 
 def token_fingerprint(token: str | None) -> str:
@@ -51,9 +59,12 @@ def eraser(db_path: str, master: MasterKeys | None, kafka: KafkaSettings | None)
         def in_kafka(request: Request) -> list[Erased]:
             from streams.erasure import kafka as kafka_erasure  # built alongside; see the CLI
 
-            erased: list[Erased] = kafka_erasure.erase(
-                request, settings=kafka, master=master, db_path=db_path
-            )
+            try:
+                erased: list[Erased] = kafka_erasure.erase(
+                    request, settings=kafka, master=master, db_path=db_path
+                )
+            except kafka_erasure.Incomplete as exc:
+                raise Unavailable(str(exc)) from exc
             return erased
 
         return in_kafka
@@ -84,8 +95,10 @@ def erase_routes(
             done = await asyncio.to_thread(erase, wanted)
         except UnknownSubject:
             return _error(404, "unknown subject", subject=wanted.subjects[0])
-        except AuditFailed as exc:  # erased, but not in the trail: asking again records it
-            return _error(503, str(exc), subject=wanted.subjects[0])
+        except (AuditFailed, Unavailable) as exc:  # asking again completes it, or records it
+            response = _error(503, str(exc), subject=wanted.subjects[0])
+            response.headers["Retry-After"] = RETRY_AFTER
+            return response
         except ImportError:  # Kafka-mode erasure not available in this build
             return _error(501, "erasure is not supported in Kafka mode yet")
         return web.json_response(dataclasses.asdict(done[0]))
@@ -149,8 +162,12 @@ PATHS: dict[str, Any] = {
                 "403": {"description": "No API token configured and the caller is not local."},
                 "404": {"description": "Unknown subject."},
                 "503": {
-                    "description": "Kafka mode: erased, but the audit entry was not written "
-                    "(the broker did not acknowledge it); erasing again records it."
+                    "description": "Kafka mode: the broker failed before the erasure was "
+                    "done (asking again completes it), or it is done but its audit entry was "
+                    "not written (asking again records it).",
+                    "headers": {
+                        "Retry-After": {"schema": {"type": "integer"}, "description": "Seconds."}
+                    },
                 },
             },
         }

@@ -34,14 +34,16 @@ Why this order is safe. Readers prefer a body while its key exists, so after a c
 steps 1-2 everything reads as before (the old state). Reduced events exist before any key
 goes, so a reader that finds a key gone always finds the event kept for it. A crash after
 step 3 leaves the bodies unreadable and their events kept, but the subject not yet marked
-erased: the command failed (non-zero exit, 5xx) and running it again completes it — steps
-1-3 find nothing left to do (records already read as reduced, no keys), step 4 is
-produced. Recording last means the log never claims an erasure that did not happen.
-Running a finished erasure again appends one more erasure record, which the fold applies
-as it applied the first. Scope "all" also lists in the record the positions of the
-subject's standing transitions (`wiped`, for replay's feed numbering), folded from its
-records just before the record is produced; a delivery landing in those few milliseconds
-is the one thing it can miss.
+erased: the command failed and running it again completes it — steps 1-3 find nothing
+left to do (records already read as reduced, no keys; or only the keys a crash in step 3
+left, which it reduces under and destroys), step 4 is produced. A broker that fails or
+stops answering midway is such a crash: the command ends with `Incomplete`, naming the
+step (the CLI says to run it again, exit 1; the API answers 503). Recording last means
+the log never claims an erasure that did not happen. Running a finished erasure again
+appends one more erasure record, which the fold applies as it applied the first. Scope
+"all" also lists in the record the positions of the subject's standing transitions
+(`wiped`, for replay's feed numbering), folded from its records just before the record is
+produced; a delivery landing in those few milliseconds is the one thing it can miss.
 
 Retention does steps 1-3 for the subjects its policy finds due, keeping references,
 with no erasure record: the subject is not erased, its old bodies are. `retention_loop`
@@ -63,12 +65,13 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import closing, contextmanager
+from contextlib import ExitStack, closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
 from kafka.partitioner.default import murmur2
 
 from ingest.kafka_keys import KEY_REUSE, key_record_key, reduced_record, sealed_key
@@ -78,22 +81,38 @@ from statemachines.normalise import reduced_form
 from statemachines.process import standing_transitions
 from statemachines.reduced import CONTROL
 from statemachines.routing import PARTITION_STRIDE, coordinate, position
+from streams.config import KycflowError
 from streams.erasure import Erased, Request, UnknownSubject, audit, record_of
 from streams.erasure.embedded import Facts, facts_of, now_iso
 from streams.kafka.config import KafkaSettings, ensure_topics
 from streams.kafka.keys import RecordOpener
 
 log = logging.getLogger("kycflow.erasure")
-ACK_TIMEOUT = 30.0  # seconds to wait for the broker to acknowledge each step
+ACK_TIMEOUT = 30.0  # seconds to wait for the broker to acknowledge each step, or to answer
 # Seconds the clocks of the ingest hosts (which stamp a key's `created`) and of the host
 # running the erasure may disagree by.
 CLOCK_SKEW = 5.0
+CLOSE_MARGIN = 2.0  # seconds past ACK_TIMEOUT a failed session's producer may take to close
 
 
 def settle_after(settings: KafkaSettings) -> float:
     """Seconds after a data key was made past which no delivery sealed under it can still
     be accepted (the module docstring says why)."""
     return KEY_REUSE + settings.produce_timeout + CLOCK_SKEW
+
+
+class Incomplete(KycflowError):
+    """The broker failed, or stopped answering, before the work was done: what was done is
+    safe to keep (the module docstring says why) and running the same request again
+    completes it. The message names the step and the broker, never a subject's data."""
+
+    def __init__(self, what: str, bootstrap: str, step: str, exc: BaseException) -> None:
+        self.step = step
+        reason = str(exc) if isinstance(exc, KafkaError) else f"{type(exc).__name__}: {exc}"
+        super().__init__(
+            f"{what} not completed: Kafka at {bootstrap} failed while {step} ({reason}); "
+            "run it again to complete it"
+        )
 
 
 class DuePolicy(Protocol):
@@ -137,12 +156,12 @@ def erase(
     """Erase `request.subjects` (see the module docstring); UnknownSubject, before anything
     is produced, when one has no delivery and no data key."""
     wipe = request.scope == "all"
-    with _session(settings, master) as session:
+    with _session(settings, master, "erasure") as session:
         plans = [session.plan(facts_of(db_path, s), db_path) for s in request.subjects]
         for made in plans:
             if not (made.deliveries or made.reduced or made.keys):
                 raise UnknownSubject(made.subject)
-        ensure_topics(settings)  # the audit topic, before anything is done
+        session.topics()  # the audit topic, before anything is done
         keep = request.keep_reference
         for made in plans:
             now = made.deliveries + (made.kept if wipe else [])
@@ -191,7 +210,7 @@ def retention(
     counts = {"subjects": 0, "deliveries": 0, "keys": 0, "dry_run": dry_run}
     if not subjects:
         return counts
-    with _session(settings, master) as session:
+    with _session(settings, master, "retention run") as session:
         plans = []
         for subject in subjects:
             made = session.plan(facts_of(db_path, subject), db_path, quarantine=False)
@@ -201,7 +220,7 @@ def retention(
         counts["deliveries"] = sum(len(made.deliveries) for made in plans)
         counts["keys"] = sum(made.keys for made in plans)
         if plans and not dry_run:
-            ensure_topics(settings)  # the audit topic, before anything is done
+            session.topics()  # the audit topic, before anything is done
             for made in plans:
                 session.reduce(made.deliveries, [], keep_reference=True)
             session.settle(plans)
@@ -290,42 +309,73 @@ def start_retention(
 
 
 @contextmanager
-def _session(settings: KafkaSettings, master: MasterKeys | None) -> Iterator[_Session]:
-    session = _Session(settings, master)
+def _session(settings: KafkaSettings, master: MasterKeys | None, what: str) -> Iterator[_Session]:
+    """A session whose broker failures end as `Incomplete` (naming `what` and the step);
+    its clients are closed either way."""
+    session = None
     try:
+        session = _Session(settings, master)
         yield session
+    except (KafkaError, TimeoutError) as exc:  # AuditFailed and UnknownSubject pass
+        step = session.step if session is not None else "connecting and reading the data keys"
+        raise Incomplete(what, settings.bootstrap, step, exc) from exc
     finally:
-        session.close()
+        if session is not None:
+            session.close()
 
 
 class _Session:
     def __init__(self, settings: KafkaSettings, master: MasterKeys | None) -> None:
         self.settings = settings
         self.raw = settings.topic("raw")
-        self.opener = RecordOpener(settings, master)
-        self.opener.refresh()  # the keys as of now: those listed are the ones destroyed
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=settings.servers,
-            client_id="kycflow-erase",
-            enable_auto_commit=False,
-            fetch_max_wait_ms=50,
-        )
-        self.producer = KafkaProducer(
-            bootstrap_servers=settings.servers,
-            client_id="kycflow-erase",
-            acks="all",
-            max_request_size=settings.raw_record_limit,
-        )
-        self.partitions: list[int] = sorted(self.consumer.partitions_for_topic(self.raw) or ())
+        timeout_ms = int(ACK_TIMEOUT * 1000)  # a broker that stops answering: bounded waits
+        with ExitStack() as built:  # a failure closes the clients made so far
+            self.opener = RecordOpener(settings, master)
+            built.callback(self.opener.close)
+            self.opener.refresh()  # the keys as of now: those listed are the ones destroyed
+            self.consumer = KafkaConsumer(
+                bootstrap_servers=settings.servers,
+                client_id="kycflow-erase",
+                enable_auto_commit=False,
+                fetch_max_wait_ms=50,
+                request_timeout_ms=timeout_ms,
+            )
+            built.callback(self.consumer.close)
+            self.producer = KafkaProducer(
+                bootstrap_servers=settings.servers,
+                client_id="kycflow-erase",
+                acks="all",
+                max_request_size=settings.raw_record_limit,
+                max_block_ms=timeout_ms,
+                request_timeout_ms=timeout_ms,
+                # A record the broker did not take expires soon after its step gave up on
+                # it, so closing a failed session does not wait minutes (or fail).
+                delivery_timeout_ms=timeout_ms + 1000,
+            )
+            built.callback(self._close_producer)
+            self.partitions: list[int] = sorted(self.consumer.partitions_for_topic(self.raw) or ())
+            built.pop_all()
+        self.step = "reading the subjects' records"  # what it does now, for `Incomplete`
 
     def close(self) -> None:
-        self.producer.close()
+        self._close_producer()
         self.consumer.close()
         self.opener.close()
+
+    def _close_producer(self) -> None:
+        """At once after a success (every send was awaited); after a failure, once the
+        records the broker did not take have expired (they are dropped: the step failed)."""
+        with suppress(KafkaError):
+            self.producer.close(timeout=ACK_TIMEOUT + CLOSE_MARGIN)
+
+    def topics(self) -> None:
+        self.step = "creating kycflow's topics"
+        ensure_topics(self.settings, timeout=ACK_TIMEOUT)
 
     # -- finding a subject's records ------------------------------------------------------
 
     def plan(self, facts: Facts, db_path: str, *, quarantine: bool = True) -> Plan:
+        self.step = "reading the subjects' records"
         made = Plan(facts.subject)
         made.key_ids[facts.subject] = self.opener.keyring.key_ids(facts.subject)
         positions = set(facts.offsets)
@@ -408,8 +458,14 @@ class _Session:
         self.consumer.assign([tp])
         stop = self.consumer.end_offsets([tp])[tp] if end is None else end
         self.consumer.seek(tp, start)
+        quiet_since = time.monotonic()
         while self.consumer.position(tp) < stop:
-            for message in self.consumer.poll(timeout_ms=500).get(tp, []):
+            messages = self.consumer.poll(timeout_ms=500).get(tp, [])
+            if messages:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since > ACK_TIMEOUT:  # else a gone broker: forever
+                raise TimeoutError(f"no record of {self.raw} in {ACK_TIMEOUT:g} s")
+            for message in messages:
                 if message.offset < stop:
                     yield position(partition, message.offset), message.key, message.value
 
@@ -417,6 +473,7 @@ class _Session:
 
     def settle(self, plans: Sequence[Plan]) -> None:
         """Wait until every listed key is past `settle_after` (step 2)."""
+        self.step = "waiting for the data keys to settle"
         now, bound = time.time(), settle_after(self.settings)
         created = self.opener.keyring.created
         # A `created` ahead of this clock was made no later than now: wait from now.
@@ -433,6 +490,7 @@ class _Session:
         """Records under a listed key that arrived since the plan read (deliveries of the
         subject, and copies of its dropped ones), taken into `made`; also the subject's
         other new records, for `wiped`. Returns (deliveries, dropped) to reduce."""
+        self.step = "reading the records that arrived meanwhile"
         deliveries, dropped = len(made.deliveries), len(made.dropped)
         for partition, start in sorted(made.since.items()):
             owners = {o for o in made.key_ids if self._partition(o) == partition}
@@ -461,6 +519,7 @@ class _Session:
         wipe: bool = False,
     ) -> None:
         """Keep each delivery's event ("" with `wipe`: scope "all" keeps none)."""
+        self.step = "keeping the deliveries' events"
         records = [
             reduced_record(
                 env.offset, "" if wipe else reduced_form(env, keep_reference=keep_reference)
@@ -471,6 +530,7 @@ class _Session:
         self._produce(self.settings.topic("reduced"), records)
 
     def shred(self, made: Plan) -> None:
+        self.step = "destroying the data keys"
         tombstones = [
             (key_record_key(owner, key_id), None)
             for owner, ids in made.key_ids.items()
@@ -481,6 +541,7 @@ class _Session:
     def record(self, subject: str, env: RawEnvelope) -> None:
         # Keyed by the subject, not by `routing_key` (which keys what no subject claims by
         # its dedup key): the record must reach the subject's partition, after its events.
+        self.step = "recording the erasure"
         key = subject.encode("utf-8", "surrogatepass")
         self._produce(self.raw, [(key, envelope_to_json(env))])
 
