@@ -3,16 +3,21 @@
 Each works in either mode: embedded (`streams.erasure.embedded`, one transaction on the
 raw log; with no service running it also folds the erasure into the projections) or Kafka
 mode (`streams.erasure.kafka`) when KYCFLOW_KAFKA_BOOTSTRAP is set. A subject nobody knows
-is one line and exit status 1; a missing or wrong master key one line and status 2.
+is one line and exit status 1; a missing or wrong master key one line and status 2; a bad
+Kafka setting one line and status 2. In Kafka mode a broker that does not answer is named
+before anything is done, and one that fails midway is one line saying the work was not
+completed and that running the same command again completes it (status 1).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from rich.console import Console
@@ -24,7 +29,7 @@ from streams import masterkeys
 from streams.cli import environment
 from streams.cli.arguments import database, positive, reference
 from streams.cli.failures import database_problem
-from streams.config import KycflowError, db_path, load_config
+from streams.config import ConfigError, KycflowError, db_path, load_config
 from streams.erasure import Erased, Request, UnknownSubject, audit, embedded, retention
 from streams.kafka.config import KafkaSettings
 
@@ -61,7 +66,32 @@ def _context(args: argparse.Namespace) -> tuple[str, dict[str, str], KafkaSettin
         env["KYCFLOW_DB"] = args.db
     database_path = db_path(env)
     config = load_config(env, database_path)
-    return database_path, config, KafkaSettings.from_config(config)
+    try:
+        kafka = KafkaSettings.from_config(config)
+    except ValueError as exc:  # one line, as the other Kafka commands say it
+        raise ConfigError(str(exc)) from None
+    return database_path, config, kafka
+
+
+@contextlib.contextmanager
+def _quiet_kafka() -> Iterator[None]:
+    """kafka-python logs each retry and timeout on stderr; the one line that matters is
+    the command's own."""
+    logger = logging.getLogger("kafka")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _require_broker(kafka: KafkaSettings | None) -> None:
+    """In Kafka mode, a broker that does not answer is named before anything is done."""
+    if kafka is not None:
+        from streams.cli.kafka_commands import require_broker
+
+        require_broker(kafka)
 
 
 def _erase(args: argparse.Namespace) -> int:
@@ -82,8 +112,10 @@ def _erase(args: argparse.Namespace) -> int:
     erase = _eraser(database_path, config, kafka)
     if erase is None:
         return _fail(NOT_YET.format(what="erasure"), 2)
+    _require_broker(kafka)
     try:
-        done = erase(request)
+        with _quiet_kafka():
+            done = erase(request)
     except UnknownSubject as exc:
         return _fail(f"no such subject: {exc.args[0]} (nothing was erased)")
     finally:
@@ -149,8 +181,10 @@ def _retention(args: argparse.Namespace) -> int:
         return _fail(f"no retention policy: set {retention.RETENTION} (e.g. final+30d)", 2)
     if (problem := database_problem(database_path, create=False)) is not None:
         return _fail(problem)
+    _require_broker(kafka)
     try:
-        report = _run_retention(policy, database_path, config, kafka, args.dry_run)
+        with _quiet_kafka():
+            report = _run_retention(policy, database_path, config, kafka, args.dry_run)
     finally:
         _tidy(database_path, kafka)
     if report is None:
@@ -245,9 +279,7 @@ def _report_trail(entries: list[audit.Entry], as_json: bool) -> None:
 def _audit_topic(kafka: KafkaSettings) -> list[audit.Entry]:
     from kafka.errors import KafkaError
 
-    from streams.cli.kafka_commands import require_broker
-
-    require_broker(kafka)
+    _require_broker(kafka)
     try:
         return audit.from_topic(kafka)
     except (KafkaError, TimeoutError) as exc:

@@ -236,3 +236,43 @@ def test_a_kafka_broker_that_does_not_answer_is_named_within_ten_seconds(
     assert time.monotonic() - started < 10
     line = one_line_failure(done, 1)
     assert address in line and "KYCFLOW_KAFKA_BOOTSTRAP" in line
+
+
+ERASURE_COMMANDS = {
+    "erase": ["erase", "idenfy", "kyc", "x"],
+    "retention": ["retention"],
+    "audit": ["audit"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(ERASURE_COMMANDS))
+def test_the_erasure_commands_name_a_bad_kafka_setting_as_the_other_kafka_commands_do(
+    command: str, tmp_path: Path
+) -> None:
+    db = tmp_path / "k.db"
+    db.touch()
+    env = env_without_kycflow(
+        KYCFLOW_DB=str(db), KYCFLOW_KAFKA_BOOTSTRAP="127.0.0.1:1", KYCFLOW_KAFKA_PARTITIONS="0"
+    )
+    line = one_line_failure(kycflow(*ERASURE_COMMANDS[command], env=env), 2)
+    assert line == one_line_failure(kycflow("worker", env=env), 2)
+    assert line.startswith("configuration error:") and "KYCFLOW_KAFKA_PARTITIONS" in line
+
+
+@pytest.mark.parametrize("command", ["erase", "retention"])
+def test_the_erasure_commands_name_a_kafka_broker_that_does_not_answer_before_any_work(
+    command: str, tmp_path: Path
+) -> None:
+    db = tmp_path / "k.db"
+    db.touch()
+    refused = f"127.0.0.1:{free_port()}"
+    env = env_without_kycflow(
+        KYCFLOW_DB=str(db),
+        KYCFLOW_KAFKA_BOOTSTRAP=refused,
+        KYCFLOW_ENCRYPTION="off",
+        KYCFLOW_RETENTION="last+1d",
+    )
+    started = time.monotonic()
+    line = one_line_failure(kycflow(*ERASURE_COMMANDS[command], env=env), 1)
+    assert time.monotonic() - started < 10
+    assert refused in line and "KYCFLOW_KAFKA_BOOTSTRAP" in line
