@@ -19,7 +19,13 @@ from rich.console import Console
 from streams.cli import environment
 from streams.cli.arguments import database, positive, seconds
 from streams.config import KycflowError, db_path, load_config
-from streams.kafka.config import KafkaSettings, ensure_topics, topic_configs
+from streams.kafka.config import (
+    KafkaSettings,
+    ensure_topics,
+    partitions_on_broker,
+    topic_configs,
+    topic_partitions,
+)
 
 console = Console(stderr=True, soft_wrap=True, highlight=False)
 NEEDS_KAFKA = "set KYCFLOW_KAFKA_BOOTSTRAP (host:port of a Kafka broker) to use this command"
@@ -134,10 +140,12 @@ def _topics(args: argparse.Namespace) -> int:
     require_broker(settings)
     with _broker_errors(settings):
         created = ensure_topics(settings)
+        partitions = {**topic_partitions(settings), **partitions_on_broker(settings)}
     for name, configs in topic_configs(settings).items():
         state = "created" if name in created else "exists"
         settings_text = ", ".join(f"{k}={v}" for k, v in configs.items())
-        console.print(f"{name:<24} {state:<8} {settings.partitions} partitions, {settings_text}")
+        count = f"{partitions[name]} partition{'' if partitions[name] == 1 else 's'}"
+        console.print(f"{name:<24} {state:<8} {count}, {settings_text}")
     return 0
 
 
@@ -149,7 +157,7 @@ which kycflow serve (Kafka mode) serves. Run exactly one per database."""
 TAIL_HELP = """Print status changes as they happen, as a downstream subscriber of
 kycflow.status would see them (newest version per subject; repeats skipped)."""
 TOPICS_HELP = """Create kycflow's topics if missing (serve, worker and project also do it on
-start), and print them with their configs."""
+start), and print them with their partitions (as the broker reports them) and configs."""
 
 
 def add_kafka_commands(commands: Any, command: Any) -> None:

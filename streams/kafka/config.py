@@ -149,6 +149,15 @@ def topic_configs(settings: KafkaSettings) -> dict[str, dict[str, str]]:
     }
 
 
+def topic_partitions(settings: KafkaSettings) -> dict[str, int]:
+    """The partitions each topic is created with, by name. One of data keys: ingest sends a
+    key record with most deliveries, and the broker's work per produce grows with the
+    partitions it touches; every reader reads the whole topic anyway. One of the audit
+    trail: its entries in order."""
+    single = {settings.topic("keys"), settings.topic("audit")}
+    return {name: 1 if name in single else settings.partitions for name in topic_configs(settings)}
+
+
 def ensure_topics(settings: KafkaSettings, timeout: float = 10.0) -> list[str]:
     """Create the topics that do not exist yet; returns the names created."""
     from kafka.admin import KafkaAdminClient, NewTopic
@@ -161,17 +170,9 @@ def ensure_topics(settings: KafkaSettings, timeout: float = 10.0) -> list[str]:
     )
     try:
         existing = set(admin.list_topics())
-        # One partition of data keys: ingest sends a key record with most deliveries, and
-        # the broker's work per produce grows with the partitions it touches; every reader
-        # reads the whole topic anyway. One of the audit trail: its entries in order.
-        single = {settings.topic("keys"), settings.topic("audit")}
+        partitions = topic_partitions(settings)
         wanted = [
-            NewTopic(
-                name,
-                1 if name in single else settings.partitions,
-                settings.replication,
-                topic_configs=configs,
-            )
+            NewTopic(name, partitions[name], settings.replication, topic_configs=configs)
             for name, configs in topic_configs(settings).items()
             if name not in existing
         ]
@@ -182,3 +183,25 @@ def ensure_topics(settings: KafkaSettings, timeout: float = 10.0) -> list[str]:
         return [t.name for t in wanted]
     finally:
         admin.close()
+
+
+def partitions_on_broker(settings: KafkaSettings, timeout: float = 10.0) -> dict[str, int]:
+    """How many partitions each of kycflow's topics has on the broker, by name (a topic
+    made before with other settings keeps its own count); those it does not report are
+    left out."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(
+        bootstrap_servers=settings.servers,
+        client_id="kycflow-admin",
+        request_timeout_ms=int(timeout * 1000),
+    )
+    try:
+        described = admin.describe_topics(list(topic_configs(settings)))
+    finally:
+        admin.close()
+    return {
+        str(topic["name"]): len(topic["partitions"])
+        for topic in described
+        if topic.get("error_code", 0) == 0 and topic.get("partitions")
+    }
