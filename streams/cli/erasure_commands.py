@@ -211,10 +211,10 @@ def _run_retention(
         master = masterkeys.for_reading(config, database_path)
         return retention.run(policy, db_path=database_path, master=master, dry_run=dry_run)
     try:
-        from streams.erasure import kafka as in_kafka
+        from streams.erasure import kafka_retention
     except ImportError:
         return None
-    report: dict[str, Any] = in_kafka.retention(
+    report: dict[str, Any] = kafka_retention.retention(
         policy,
         settings=kafka,
         master=_kafka_master(config, database_path),

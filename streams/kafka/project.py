@@ -21,7 +21,7 @@ from projections.schema import open_projections
 from projections.topics import Record, TopicProjection
 from statemachines.codec import ANNOTATIONS, QUARANTINE, STATUS, TRANSITIONS
 from streams.config import KycflowError
-from streams.erasure.kafka import start_retention
+from streams.erasure.kafka_retention import start_retention
 from streams.kafka.config import KafkaSettings, ensure_topics
 from streams.kafka.projector_watch import ProjectorWatch
 from streams.kafka.status import start_status

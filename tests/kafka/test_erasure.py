@@ -14,7 +14,8 @@ import pytest
 
 from statemachines.envelope import envelope_from_record
 from streams.erasure import Request, UnknownSubject
-from streams.erasure.kafka import erase, retention, start_retention
+from streams.erasure.kafka import erase
+from streams.erasure.kafka_retention import retention, start_retention
 from streams.kafka.keys import RecordOpener
 from streams.kafka.replay import replay_from_kafka
 from tests.kafka.stack import KafkaStack, raw_records
