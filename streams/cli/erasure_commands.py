@@ -12,12 +12,10 @@ completed and that running the same command again completes it (status 1).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
-import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -28,7 +26,7 @@ from statemachines.envelope import PROVIDERS
 from streams import masterkeys
 from streams.cli import environment
 from streams.cli.arguments import database, positive, reference
-from streams.cli.failures import database_problem
+from streams.cli.failures import database_problem, quiet
 from streams.config import ConfigError, KycflowError, db_path, load_config
 from streams.erasure import Erased, Request, UnknownSubject, audit, embedded, retention
 from streams.kafka.config import KafkaSettings
@@ -73,19 +71,6 @@ def _context(args: argparse.Namespace) -> tuple[str, dict[str, str], KafkaSettin
     return database_path, config, kafka
 
 
-@contextlib.contextmanager
-def _quiet_kafka() -> Iterator[None]:
-    """kafka-python logs each retry and timeout on stderr; the one line that matters is
-    the command's own."""
-    logger = logging.getLogger("kafka")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def _require_broker(kafka: KafkaSettings | None) -> None:
     """In Kafka mode, a broker that does not answer is named before anything is done."""
     if kafka is not None:
@@ -114,7 +99,7 @@ def _erase(args: argparse.Namespace) -> int:
         return _fail(NOT_YET.format(what="erasure"), 2)
     _require_broker(kafka)
     try:
-        with _quiet_kafka():
+        with quiet("kafka"):
             done = erase(request)
     except UnknownSubject as exc:
         return _fail(f"no such subject: {exc.args[0]} (nothing was erased)")
@@ -183,7 +168,7 @@ def _retention(args: argparse.Namespace) -> int:
         return _fail(problem)
     _require_broker(kafka)
     try:
-        with _quiet_kafka():
+        with quiet("kafka"):
             report = _run_retention(policy, database_path, config, kafka, args.dry_run)
     finally:
         _tidy(database_path, kafka)

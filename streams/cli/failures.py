@@ -8,10 +8,13 @@ that `os.access` does not see, for root) is turned into one line by `describe`.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import socket
 import sqlite3
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -69,3 +72,16 @@ def quiet_broken_pipe() -> None:
     interpreter's final flush from printing a traceback-like warning."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
+
+
+@contextlib.contextmanager
+def quiet(logger_name: str) -> Iterator[None]:
+    """A library's own logging off while it runs (kafka-python logs every retry and timeout
+    on stderr): the one line a failure becomes is the command's."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

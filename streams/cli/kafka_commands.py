@@ -18,6 +18,7 @@ from rich.console import Console
 
 from streams.cli import environment
 from streams.cli.arguments import database, positive, seconds
+from streams.cli.failures import quiet
 from streams.config import KycflowError, db_path, load_config
 from streams.kafka.config import (
     KafkaSettings,
@@ -49,7 +50,7 @@ def require_broker(settings: KafkaSettings, timeout: float = BROKER_TIMEOUT) -> 
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
-    with _quiet("kafka"):  # its retry warnings would bury the one line that matters
+    with quiet("kafka"):  # its retry warnings would bury the one line that matters
         try:
             KafkaAdminClient(
                 bootstrap_servers=settings.servers,
@@ -73,17 +74,6 @@ def _broker_errors(settings: KafkaSettings) -> Iterator[None]:
         yield
     except KafkaError as exc:
         raise KycflowError(f"Kafka at {settings.bootstrap}: {exc}") from None
-
-
-@contextlib.contextmanager
-def _quiet(name: str) -> Iterator[None]:
-    logger = logging.getLogger(name)
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def _worker(args: argparse.Namespace) -> int:
