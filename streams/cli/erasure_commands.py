@@ -27,7 +27,7 @@ from streams import masterkeys
 from streams.cli import environment
 from streams.cli.arguments import database, positive, reference
 from streams.cli.failures import database_problem, quiet
-from streams.config import ConfigError, KycflowError, db_path, load_config
+from streams.config import ConfigError, db_path, load_config
 from streams.erasure import Erased, Request, UnknownSubject, audit, embedded, retention
 from streams.kafka.config import KafkaSettings
 
@@ -262,13 +262,11 @@ def _report_trail(entries: list[audit.Entry], as_json: bool) -> None:
 
 
 def _audit_topic(kafka: KafkaSettings) -> list[audit.Entry]:
-    from kafka.errors import KafkaError
+    from streams.cli.kafka_commands import broker_errors, require_broker
 
-    _require_broker(kafka)
-    try:
+    require_broker(kafka)
+    with broker_errors(kafka):
         return audit.from_topic(kafka)
-    except (KafkaError, TimeoutError) as exc:
-        raise KycflowError(f"Kafka at {kafka.bootstrap}: {exc}") from None
 
 
 def _tidy(database_path: str, kafka: KafkaSettings | None) -> None:

@@ -66,13 +66,14 @@ def require_broker(settings: KafkaSettings, timeout: float = BROKER_TIMEOUT) -> 
 
 
 @contextlib.contextmanager
-def _broker_errors(settings: KafkaSettings) -> Iterator[None]:
-    """A Kafka failure after the broker first answered, as one line naming it."""
+def broker_errors(settings: KafkaSettings) -> Iterator[None]:
+    """A Kafka failure after the broker first answered, as one line naming it (a read that
+    gave up waiting is a TimeoutError)."""
     from kafka.errors import KafkaError
 
     try:
         yield
-    except KafkaError as exc:
+    except (KafkaError, TimeoutError) as exc:
         raise KycflowError(f"Kafka at {settings.bootstrap}: {exc}") from None
 
 
@@ -112,7 +113,7 @@ def _tail(args: argparse.Namespace) -> int:
     def show(record: dict[str, Any]) -> None:
         print(json.dumps(record) if args.json else line(record), flush=True)
 
-    with contextlib.suppress(KeyboardInterrupt), _broker_errors(settings):
+    with contextlib.suppress(KeyboardInterrupt), broker_errors(settings):
         tail(
             settings,
             show,
@@ -128,7 +129,7 @@ def _topics(args: argparse.Namespace) -> int:
     if settings is None:
         return 2
     require_broker(settings)
-    with _broker_errors(settings):
+    with broker_errors(settings):
         created = ensure_topics(settings)
         partitions = {**topic_partitions(settings), **partitions_on_broker(settings)}
     for name, configs in topic_configs(settings).items():
