@@ -9,10 +9,12 @@ it waits on the raw log's write lock and for the processor to fold the erasure r
     ?keep_reference=false (default) | true
 
 200 with what was erased; 404 for an unknown subject; 400 for a bad parameter; 503 with
-Retry-After in Kafka mode when the broker failed midway (not completed: asking again
-completes it) or the erasure is done but its audit entry was not written (asking again
-records it). The audit trail names the caller as `api:` and a fingerprint of the token,
-never the token.
+Retry-After when the database stayed locked or could not be written (the erasure's
+transaction rolled back, or it committed and only its tidying failed: asking again
+completes it either way), and in Kafka mode when the broker failed midway (not completed:
+asking again completes it) or the erasure is done but its audit entry was not written
+(asking again records it). The audit trail names the caller as `api:` and a fingerprint
+of the token, never the token.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import dataclasses
 import functools
 import hashlib
 import ipaddress
+import logging
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +38,7 @@ from streams.erasure import Erased, Request, UnknownSubject
 from streams.erasure.audit import AuditFailed
 from streams.kafka.config import KafkaSettings
 
+log = logging.getLogger("kycflow.erasure")
 Eraser = Callable[[Request], list[Erased]]
 _BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
 RETRY_AFTER = "5"  # seconds: a broker that failed is rarely back sooner
@@ -96,9 +101,11 @@ def erase_routes(
         except UnknownSubject:
             return _error(404, "unknown subject", subject=wanted.subjects[0])
         except (AuditFailed, Unavailable) as exc:  # asking again completes it, or records it
-            response = _error(503, str(exc), subject=wanted.subjects[0])
-            response.headers["Retry-After"] = RETRY_AFTER
-            return response
+            return _unavailable(str(exc), wanted)
+        except sqlite3.OperationalError as exc:  # locked past the busy timeout, disk full…
+            log.warning("erasure over the API failed: %s: %s", type(exc).__name__, exc)
+            reason = "the database is locked or cannot be written; asking again completes it"
+            return _unavailable(reason, wanted)
         except ImportError:  # Kafka-mode erasure not available in this build
             return _error(501, "erasure is not supported in Kafka mode yet")
         return web.json_response(dataclasses.asdict(done[0]))
@@ -120,6 +127,12 @@ def _parse(request: web.Request, by: str) -> Request:
         raise ValueError(f"unknown parameter {sorted(unknown)[0]!r}")
     subject = f"{info['provider']}/{info['kind']}/{info['id']}"
     return Request((subject,), scope=scope, keep_reference=_BOOLEANS[keep], by=by)
+
+
+def _unavailable(reason: str, wanted: Request) -> web.Response:
+    response = _error(503, reason, subject=wanted.subjects[0])
+    response.headers["Retry-After"] = RETRY_AFTER
+    return response
 
 
 def _loopback(remote: str | None) -> bool:
@@ -162,9 +175,10 @@ PATHS: dict[str, Any] = {
                 "403": {"description": "No API token configured and the caller is not local."},
                 "404": {"description": "Unknown subject."},
                 "503": {
-                    "description": "Kafka mode: the broker failed before the erasure was "
-                    "done (asking again completes it), or it is done but its audit entry was "
-                    "not written (asking again records it).",
+                    "description": "The database stayed locked or could not be written, or "
+                    "in Kafka mode the broker failed before the erasure was done: asking "
+                    "again completes it. Or it is done but its audit entry was not written "
+                    "(asking again records it).",
                     "headers": {
                         "Retry-After": {"schema": {"type": "integer"}, "description": "Seconds."}
                     },

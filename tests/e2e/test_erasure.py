@@ -189,6 +189,32 @@ def test_erase_over_the_api_needs_the_token_and_names_the_subject(
     replay_matches_live(served, tmp_path)
 
 
+def test_an_erasure_that_finds_the_raw_log_locked_is_503_and_asking_again_erases(
+    tmp_path: Path,
+) -> None:
+    """Another writer holding the raw log past the erasure's patience: a 503 saying to ask
+    again (it was a 500), nothing half done, and asking again erases."""
+    import sqlite3
+    from contextlib import closing
+
+    service = start(tmp_path)
+    try:
+        path = f"/verifications/idenfy/kyc/{ALICE[0]}"
+        raw = service.db.with_name("kycflow.raw.db")
+        with closing(sqlite3.connect(raw, isolation_level=None)) as holder:
+            holder.execute("BEGIN IMMEDIATE")
+            status, headers, body = service.request("DELETE", path, headers=BEARER)
+            holder.execute("ROLLBACK")
+        assert (status, headers.get("Retry-After")) == (503, "5"), body
+        assert json.loads(body)["subject"] == f"idenfy/kyc/{ALICE[0]}"
+        assert verification(service, ALICE[0])["erased_at"] is None
+        assert service.request("DELETE", path, headers=BEARER)[0] == 200
+        assert verification(service, ALICE[0])["erased_at"]
+    finally:
+        service.stop()
+    assert [a[0] for a in _audit(service.db)] == ["erase"]  # the refused one left none
+
+
 def _audit(db: Path) -> list[tuple[str, str, str]]:
     import sqlite3
 
