@@ -131,9 +131,11 @@ SCHEMAS: dict[str, Schema] = {
         "description": "The `data` of one `status` event: the subject and the transition.",
         "allOf": [
             _record(
-                "provider:provider kind:str id:str reference:str?",
+                "provider:provider kind:str id:str reference:str? erased_at:str?",
                 reference=f"{REFERENCE} As known when the event is sent (in Kafka mode null "
                 "until the subject's status record is projected).",
+                erased_at="When the subject's personal data was last erased, as known when "
+                "the event is sent; null if it never was.",
             ),
             _ref("Transition"),
         ],

@@ -110,12 +110,13 @@ def history(db: Connection, provider: str, kind: str, id: str) -> dict[str, Any]
 
 def feed_after(db: Connection, seq: int, limit: int = 500) -> list[dict[str, Any]]:
     """Status changes with a feed position greater than `seq`, oldest first, each with its
-    subject's `reference` as now known (the transitions table does not store it; in Kafka
-    mode it is null until the subject's status record is projected)."""
+    subject's `reference` and `erased_at` as now known (the transitions table does not
+    store them; in Kafka mode they are null until the subject's status record is
+    projected)."""
     fields = ", ".join(f't."{name}"' for name in TRANSITION_FIELDS)
     found = rows(
         db,
-        f"SELECT t.subject, v.reference, {fields} FROM transitions AS t "
+        f"SELECT t.subject, v.reference, v.erased_at, {fields} FROM transitions AS t "
         "LEFT JOIN verifications AS v ON v.subject = t.subject WHERE t.seq > ? "
         "ORDER BY t.seq LIMIT ?",
         (seq, max(1, min(FEED_LIMIT, limit))),

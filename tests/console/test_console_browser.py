@@ -167,6 +167,36 @@ def test_a_status_change_arrives_live(operator: WebDriver, secured: Service) -> 
     assert "live-new" in (newest.get_attribute("class") or "")
 
 
+def test_a_live_row_of_an_erased_subject_is_marked_erased(
+    operator: WebDriver, secured: Service
+) -> None:
+    """A status change after an erasure (new deliveries are new data) arrives live marked
+    as the server-rendered rows mark an erased subject."""
+    browser = operator
+    secured.send(idenfy_identification(scan_ref="scan-erased-live", final=False))
+    wait_for(secured, "idenfy/kyc/scan-erased-live", 1)
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    path = "/verifications/idenfy/kyc/scan-erased-live"
+    status, _, body = secured.request("DELETE", path, None, bearer)
+    assert status == 200, body
+    browser.get(secured.url + "/ui/")
+    wait(browser).until(ready.text_to_be_present_in_element((By.ID, "live-state"), "live"))
+    secured.send(
+        idenfy_identification(
+            "IDENTIFICATION_MANUAL_FINISHED", scan_ref="scan-erased-live", overall="DENIED"
+        )
+    )
+    wait(browser).until(
+        ready.text_to_be_present_in_element((By.CSS_SELECTOR, "#recent tr.live-new"), "rejected")
+    )
+    newest = browser.find_element(By.CSS_SELECTOR, "#recent tbody tr.live-new")
+    assert "idenfy/kyc/scan-erased-live" in newest.text
+    badge = newest.find_element(By.CSS_SELECTOR, "span.erased")
+    assert (
+        badge.get_attribute("title") == f"personal data erased at {json.loads(body)['erased_at']}"
+    )
+
+
 def test_reveal_a_masked_field(operator: WebDriver, secured: Service) -> None:
     browser = operator
     browser.get(secured.url + "/ui/deliveries/2")

@@ -19,13 +19,24 @@
     return td;
   }
 
+  function erasedBadge(t) {
+    // As the server-side pages mark an erased subject (macros.html, erased_badge).
+    const span = document.createElement("span");
+    span.className = "erased";
+    span.title = "personal data erased at " + t.erased_at;
+    span.textContent = "erased";
+    return span;
+  }
+
   function onOverview(table, t) {
     const body = table.tBodies[0];
     const empty = body.querySelector("tr.empty");
     if (empty) empty.remove();
     const row = document.createElement("tr");
     row.className = "live-new";
-    row.append(cell(t.seq), cell(t.received_at), subjectLink(t), cell(t.from_status),
+    const subject = subjectLink(t);
+    if (t.erased_at) subject.append(" ", erasedBadge(t));
+    row.append(cell(t.seq), cell(t.received_at), subject, cell(t.from_status),
                cell(t.to_status), cell(t.trigger));
     body.insertBefore(row, body.firstChild);
     while (body.rows.length > 50) body.deleteRow(body.rows.length - 1);
