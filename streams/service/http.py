@@ -30,6 +30,7 @@ from streams.erasure.api import erase_routes
 from streams.service.metrics import SharedMetrics
 from streams.service.openapi import openapi_route
 from streams.service.protocol import runner as make_runner
+from streams.service.unrouted import json_refusals
 
 if TYPE_CHECKING:
     from streams.service.supervisor import ServeSettings
@@ -69,7 +70,7 @@ async def run_http(
         )
     )
     recorder = metrics.recorder(slot)
-    app = web.Application(client_max_size=settings.ingest.max_body)
+    app = web.Application(client_max_size=settings.ingest.max_body, middlewares=[json_refusals])
     app.add_routes(ingest_routes(settings.ingest, client, now_iso, recorder))
     gauges = _gauges(settings.db, raw_path) if settings.kafka is None else dict
     app.add_routes(

@@ -248,6 +248,21 @@ def test_an_unknown_provider_path_is_404(service):
     assert_refused(hook(service, "acme", body, {**headers, **signed("idwise", body)}), 404)
 
 
+def test_a_mistyped_route_or_method_gets_a_json_reason(service):
+    """aiohttp's own 404 and 405 are plain text; ours say why, as every other refusal."""
+    headers, body = finished("mistyped", "j")
+    missing = assert_refused(post(service, "/webhook/idwise", body, headers), 404)
+    assert "/webhooks/{provider}" in missing["error"]
+    status, _, answer = service.request("GET", "/webhooks/idwise")
+    assert (status, json.loads(answer)["error"]) == (405, "GET is not allowed here; allowed: POST")
+    status, headers, _ = service.request("PUT", "/oauth/token", b"")
+    assert (status, headers["Allow"]) == (405, "POST")
+    assert service.request("GET", "/no/such/thing")[0] == 404
+    # The console's pages keep a browser's plain answer.
+    status, headers, _ = service.request("GET", "/ui/no-such-page")
+    assert status == 404 and not headers["Content-Type"].startswith("application/json")
+
+
 # --- 2. nothing unauthenticated is stored ---------------------------------------------
 def test_rejected_requests_store_nothing_in_the_raw_log(service):
     assert_accepted(service.send(p.idenfy_identification(scan_ref="baseline")))
