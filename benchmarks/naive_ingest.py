@@ -16,7 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from aiohttp import web
 
 from ingest.app import ingest_routes
-from ingest.rawlog import RawLogWriter, Receipt, raw_log_path
+from ingest.appending import RawLogWriter, Receipt
+from ingest.rawlog import raw_log_path
 from ingest.settings import IngestSettings
 from statemachines.envelope import RawEnvelope
 from streams.service.http import now_iso

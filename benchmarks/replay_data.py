@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ingest import rawlog, sealing
+from ingest import appending, rawlog, sealing
 from ingest.sealing import MasterKeys
 from statemachines.envelope import RawEnvelope
 from statemachines.routing import routing_key
@@ -108,7 +108,7 @@ def build_raw_log(path: Path, events: int, seed: int = 7, master: MasterKeys | N
 
 
 class _Keys:
-    """Data keys by subject, as the writer makes them (rawlog.RawLogWriter._data_key)."""
+    """Data keys by subject, as the writer makes them (appending.RawLogWriter._data_keys)."""
 
     def __init__(self, master: MasterKeys | None) -> None:
         self.master = master
@@ -117,7 +117,7 @@ class _Keys:
         self.last_id = 0
 
     def row(self, env: RawEnvelope) -> tuple[object, ...]:
-        provider, received_at, headers, body, key, sha, auth, remote, _ = rawlog.row_of(env)
+        provider, received_at, headers, body, key, sha, auth, remote, _ = appending.row_of(env)
         key_id = None
         if self.master is not None:
             key_id, data_key = self._key(routing_key(env).decode("utf-8", "surrogatepass"))

@@ -18,9 +18,9 @@ from typing import Protocol
 from aiohttp import web
 from multidict import CIMultiDictProxy, MultiDict
 
+from ingest.appending import Receipt
 from ingest.auth import Rejection, authenticate, client_address
 from ingest.oauth import OAuthError, issue_token
-from ingest.rawlog import Receipt
 from ingest.settings import MAX_DEDUP_KEY, MAX_KEPT_HEADER, MAX_TOKEN_REQUEST, IngestSettings
 from ingest.writer import RecordTooLarge, WriterUnavailable
 from statemachines.envelope import PROVIDERS, RawEnvelope

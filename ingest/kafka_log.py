@@ -43,8 +43,8 @@ from aiokafka.errors import MessageSizeTooLargeError
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ingest import aiokafka_compat, sealing
+from ingest.appending import Receipt
 from ingest.kafka_keys import KEY_REUSE, key_record, sealed_value
-from ingest.rawlog import Receipt
 from ingest.sealing import MasterKeys
 from ingest.settings import record_limit
 from ingest.writer import RecordTooLarge, WriterUnavailable

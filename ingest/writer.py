@@ -23,7 +23,7 @@ import struct
 from pathlib import Path
 from typing import cast
 
-from ingest.rawlog import RawLogWriter, Receipt, Row, row_of
+from ingest.appending import RawLogWriter, Receipt, Row, row_of
 from ingest.sealing import MasterKeys
 from statemachines.envelope import RawEnvelope
 from statemachines.routing import owner

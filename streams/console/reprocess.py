@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
-from ingest.rawlog import Receipt
+from ingest.appending import Receipt
 from projections.queries import Connection, subject_key
 from statemachines import CanonicalEvent, RawEnvelope, normalise
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ingest import rawlog
+from ingest import appending, rawlog
 from ingest.sealing import MasterKeys
 from projections.locking import DatabaseInUse, Role, claim
 from projections.queries import SUBJECTS_WITH_REFERENCE
@@ -287,7 +287,7 @@ def apply(cur: sqlite3.Cursor, made: Plan, *, keep_reference: bool, scope: str) 
 
 def append_record(cur: sqlite3.Cursor, record: RawEnvelope) -> int:
     """Append a record kycflow writes itself, in the clear, as the writer appends rows."""
-    return rawlog.insert_row(cur, rawlog.row_of(record)).offset
+    return appending.insert_row(cur, appending.row_of(record)).offset
 
 
 def write_audit(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest import rawlog
+from ingest import appending, rawlog
 from projections.schema import open_projections
 from projections.store import ProjectionStore
 from statemachines import Step
@@ -82,7 +82,7 @@ def quarantined_by_an_older_version(db: Path) -> None:
     env = deliver(
         idenfy_identification(scan_ref="scan-fixed"), received_at="2026-11-01T10:00:00.000000Z"
     )
-    writer = rawlog.RawLogWriter(rawlog.raw_log_path(db))
+    writer = appending.RawLogWriter(rawlog.raw_log_path(db))
     (receipt,) = writer.append([env])
     writer.close()
     env = env.at(receipt.offset)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ingest.rawlog import Receipt
+from ingest.appending import Receipt
 from statemachines.envelope import RawEnvelope
 from tests.e2e.service import CREDENTIALS, KYCFLOW, Service, free_port
 

@@ -13,7 +13,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from ingest import rawlog
+from ingest import appending, rawlog
 from statemachines.envelope import RawEnvelope
 from statemachines.process import replay
 from streams.kafka.config import KafkaSettings
@@ -130,7 +130,7 @@ def test_same_webhooks_give_the_same_projections_in_both_modes(
         for i, (provider, headers, body) in enumerate(traffic(seed=5))
     ]
     embedded = Service(tmp_path / "embedded.db", dict(CREDENTIALS))
-    writer = rawlog.RawLogWriter(rawlog.raw_log_path(embedded.db))
+    writer = appending.RawLogWriter(rawlog.raw_log_path(embedded.db))
     embedded_offsets = [receipt.offset for receipt in writer.append(envelopes)]
     writer.close()
     embedded.start()

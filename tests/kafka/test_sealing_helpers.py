@@ -10,7 +10,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ingest.rawlog import Receipt
+from ingest.appending import Receipt
 from ingest.sealing import MasterKeys
 from statemachines.envelope import RawEnvelope
 from streams.kafka.config import KafkaSettings

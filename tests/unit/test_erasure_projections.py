@@ -15,7 +15,7 @@ import pydantic_core
 import pytest
 from sqlite_utils import Database
 
-from ingest import rawlog
+from ingest import appending, rawlog
 from projections import listing, queries
 from projections.schema import PROJECTION_TABLES, migrations, open_projections
 from projections.store import ProjectionStore, States
@@ -173,7 +173,7 @@ class TestReplay:
     @pytest.mark.parametrize("scope", ["personal", "all"])
     def test_rebuilds_the_live_tables(self, tmp_path: Path, scope: str) -> None:
         raw = tmp_path / "kycflow.raw.db"
-        writer = rawlog.RawLogWriter(raw)
+        writer = appending.RawLogWriter(raw)
         writer.append([p.deliver(w) for w in webhooks()])
         live = open_projections(str(tmp_path / "kycflow.db"))
         _follow(live, raw)

@@ -11,7 +11,7 @@ import pytest
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ingest import rawlog, sealing
+from ingest import appending, rawlog, sealing
 from ingest.sealing import MasterKeyError, MasterKeys
 from statemachines import normalise
 from statemachines.normalise import reduced_form
@@ -83,7 +83,7 @@ def test_the_writer_seals_each_subject_under_its_own_key(tmp_path: Path) -> None
     master = MasterKeys.parse(key_text(), "test")
     path = tmp_path / "k.raw.db"
     first, second, again = sample("scan-1"), sample("scan-2"), sample("scan-1", "client-43")
-    writer = rawlog.RawLogWriter(path, master)
+    writer = appending.RawLogWriter(path, master)
     writer.append([first, second, again], [subject(first), subject(second), subject(again)])
     writer.close()
 
@@ -105,7 +105,7 @@ def test_a_sealed_log_is_refused_without_its_master_key(tmp_path: Path) -> None:
     master = MasterKeys.parse(key_text(), "test")
     path = tmp_path / "k.raw.db"
     env = sample("scan-1")
-    rawlog.RawLogWriter(path, master).append([env], [subject(env)])
+    appending.RawLogWriter(path, master).append([env], [subject(env)])
     with pytest.raises(MasterKeyError, match="no master key"):
         list(rawlog.iterate(rawlog.connect(path, readonly=True)))
     other = MasterKeys.parse(key_text(), "test")
@@ -119,7 +119,7 @@ def test_destroyed_keys_make_rows_read_as_erased_and_the_writer_makes_new_ones(
     master = MasterKeys.parse(key_text(), "test")
     path = tmp_path / "k.raw.db"
     env = sample("scan-1")
-    writer = rawlog.RawLogWriter(path, master)
+    writer = appending.RawLogWriter(path, master)
     writer.append([env], [subject(env)])
     # What an erasure does to the keys, from another connection while the writer runs:
     other = rawlog.connect(path)
@@ -137,7 +137,7 @@ def test_a_reduced_row_reads_as_the_event_it_had_become(tmp_path: Path) -> None:
     master = MasterKeys.parse(key_text(), "test")
     path = tmp_path / "k.raw.db"
     env = sample("scan-1")
-    rawlog.RawLogWriter(path, master).append([env], [subject(env)])
+    appending.RawLogWriter(path, master).append([env], [subject(env)])
     conn = rawlog.connect(path, master=master)
     (stored,) = rawlog.iterate(conn)
     conn.execute("INSERT INTO reduced VALUES (?, ?)", (stored.offset, reduced_form(stored)))
@@ -155,7 +155,7 @@ def test_serving_creates_the_first_run_key_once_and_refuses_a_lost_one(tmp_path:
     assert created == tmp_path / "k.master.key" and master is not None
     assert created.stat().st_mode & 0o777 == 0o600
     env = sample("scan-1")
-    rawlog.RawLogWriter(rawlog.raw_log_path(db), master).append([env], [subject(env)])
+    appending.RawLogWriter(rawlog.raw_log_path(db), master).append([env], [subject(env)])
     assert masterkeys.for_serving({}, db)[1] is None  # never a second key
     created.unlink()
     with pytest.raises(MasterKeyError, match="does not exist"):
@@ -170,8 +170,8 @@ def test_encryption_off_stores_new_rows_in_the_clear_but_reads_sealed_ones(
     master = MasterKeys.parse(key_text(), "test")
     path = tmp_path / "k.raw.db"
     sealed, clear = sample("scan-1"), sample("scan-2")
-    rawlog.RawLogWriter(path, master).append([sealed], [subject(sealed)])
-    rawlog.RawLogWriter(path, None).append([clear], [subject(clear)])
+    appending.RawLogWriter(path, master).append([sealed], [subject(sealed)])
+    appending.RawLogWriter(path, None).append([clear], [subject(clear)])
     read = list(rawlog.iterate(rawlog.connect(path, readonly=True, master=master)))
     assert [e.body for e in read] == [sealed.body, clear.body]
     assert not sealing.encryption_enabled({sealing.ENCRYPTION: "off"})

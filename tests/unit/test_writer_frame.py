@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import struct
 
-from ingest.rawlog import row_of
+from ingest.appending import row_of
 from ingest.writer import _Frames, encode_request
 from statemachines.envelope import RawEnvelope
 
