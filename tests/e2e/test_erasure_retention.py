@@ -59,7 +59,11 @@ def test_the_service_reduces_bodies_past_the_policy_and_replay_still_matches(
         assert metric(service, "kycflow_erasures_total") == 0
     finally:
         service.stop()
-    assert [action for action, _ in audit(service.db)] == ["retention"]
+    # One entry per retention run that reduced something: one run usually takes all six,
+    # but subjects whose last events were far enough apart come due in different runs.
+    trail = audit(service.db)
+    assert trail and {action for action, _ in trail} == {"retention"}
+    assert sum(deliveries for _, deliveries in trail) == 6
     assert "Strayname" in scan(tmp_path, ["Strayname"])  # no subject: not retention's
     replay_matches_live(service, tmp_path)
 

@@ -155,9 +155,13 @@ def test_the_projector_re_seeks_a_skipped_partition_and_gives_up_on_a_stuck_one(
     try:
         consumer.seek(status, 30)  # what a dropped fetch leaves: past records never applied
         applied: dict[tuple[str, int], int] = {}  # the checkpoint, as the database keeps it
-        watch = ProjectorWatch(consumer, sorted(consumer.assignment()), lambda: applied, 1.0, None)
+        # The stall timeout: generous, as a slow CI host once took over a second to fetch
+        # after the re-seek and the watch gave up on a partition it had just healed.
+        timeout = 3.0
+        partitions = sorted(consumer.assignment())
+        watch = ProjectorWatch(consumer, partitions, lambda: applied, timeout, None)
         read: list[int] = []
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30
         while len(read) < 30 and time.monotonic() < deadline:
             watch.tick(0)
             read += [m.offset for m in consumer.poll(timeout_ms=100).get(status, [])]
@@ -169,7 +173,7 @@ def test_the_projector_re_seeks_a_skipped_partition_and_gives_up_on_a_stuck_one(
         consumer.pause(status)  # a fetch that never resumes: re-seeking cannot help
         applied.clear()
         with pytest.raises(ProjectorStalled, match=r"still stalled .*status\[0\] at offset 0"):
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 watch.tick(0)
                 consumer.poll(timeout_ms=100)
